@@ -1,0 +1,99 @@
+/* Loom operators. Every op returns a new tensor (NULL on error, see
+ * loom_last_error) and returns NULL at once when given a NULL input, so a
+ * chain can be checked once at its end. Elementwise ops broadcast like
+ * PyTorch and promote dtypes (integer + float -> float). */
+#ifndef LOOM_OPS_H
+#define LOOM_OPS_H
+
+#include "loom/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- elementwise, unary ---- */
+loom_tensor *loom_neg(const loom_tensor *x);
+loom_tensor *loom_abs(const loom_tensor *x);
+loom_tensor *loom_sign(const loom_tensor *x);
+loom_tensor *loom_exp(const loom_tensor *x);
+loom_tensor *loom_log(const loom_tensor *x);
+loom_tensor *loom_sqrt(const loom_tensor *x);
+loom_tensor *loom_rsqrt(const loom_tensor *x);
+loom_tensor *loom_sin(const loom_tensor *x);
+loom_tensor *loom_cos(const loom_tensor *x);
+loom_tensor *loom_relu(const loom_tensor *x);
+loom_tensor *loom_sigmoid(const loom_tensor *x);
+loom_tensor *loom_tanh(const loom_tensor *x);
+loom_tensor *loom_square(const loom_tensor *x);
+/* clamp to [lo, hi]; pass -INFINITY / INFINITY for an open side. */
+loom_tensor *loom_clamp(const loom_tensor *x, double lo, double hi);
+
+/* ---- elementwise, binary ---- */
+loom_tensor *loom_add(const loom_tensor *a, const loom_tensor *b);
+loom_tensor *loom_sub(const loom_tensor *a, const loom_tensor *b);
+loom_tensor *loom_mul(const loom_tensor *a, const loom_tensor *b);
+loom_tensor *loom_div(const loom_tensor *a, const loom_tensor *b);
+loom_tensor *loom_pow(const loom_tensor *a, const loom_tensor *b);
+loom_tensor *loom_maximum(const loom_tensor *a, const loom_tensor *b);
+loom_tensor *loom_minimum(const loom_tensor *a, const loom_tensor *b);
+loom_tensor *loom_add_scalar(const loom_tensor *a, double s);
+loom_tensor *loom_mul_scalar(const loom_tensor *a, double s);
+loom_tensor *loom_pow_scalar(const loom_tensor *a, double exponent);
+/* Comparisons and logical ops return LOOM_BOOL tensors. */
+loom_tensor *loom_eq(const loom_tensor *a, const loom_tensor *b);
+loom_tensor *loom_ne(const loom_tensor *a, const loom_tensor *b);
+loom_tensor *loom_lt(const loom_tensor *a, const loom_tensor *b);
+loom_tensor *loom_le(const loom_tensor *a, const loom_tensor *b);
+loom_tensor *loom_gt(const loom_tensor *a, const loom_tensor *b);
+loom_tensor *loom_ge(const loom_tensor *a, const loom_tensor *b);
+loom_tensor *loom_logical_and(const loom_tensor *a, const loom_tensor *b);
+loom_tensor *loom_logical_or(const loom_tensor *a, const loom_tensor *b);
+loom_tensor *loom_logical_xor(const loom_tensor *a, const loom_tensor *b);
+loom_tensor *loom_logical_not(const loom_tensor *x);
+
+/* ---- selection and indexing ---- */
+/* cond ? a : b, broadcast over all three; cond is LOOM_BOOL. */
+loom_tensor *loom_where(const loom_tensor *cond, const loom_tensor *a, const loom_tensor *b);
+loom_tensor *loom_masked_fill(const loom_tensor *x, const loom_tensor *mask, double value);
+/* index is a 1-d LOOM_I64 tensor. */
+loom_tensor *loom_index_select(const loom_tensor *x, int dim, const loom_tensor *index);
+/* index is LOOM_I64 with x's ndim; out[i][j] = x[index[i][j]][j] for dim 0. */
+loom_tensor *loom_gather(const loom_tensor *x, int dim, const loom_tensor *index);
+/* out = copy of x; out[index[i][j]][j] += src[i][j] for dim 0. */
+loom_tensor *loom_scatter_add(const loom_tensor *x, int dim, const loom_tensor *index, const loom_tensor *src);
+/* LOOM_I64 output of shape index.shape + [num_classes]; num_classes < 0 infers max+1. */
+loom_tensor *loom_one_hot(const loom_tensor *index, int64_t num_classes);
+
+/* ---- reductions ----
+ * dims/ndims name the reduced dims (negative counts from the end);
+ * dims == NULL or ndims == 0 reduces over every dim. */
+loom_tensor *loom_sum(const loom_tensor *x, const int *dims, int ndims, bool keepdim);
+loom_tensor *loom_mean(const loom_tensor *x, const int *dims, int ndims, bool keepdim);
+/* correction: 1 = unbiased (PyTorch default), 0 = population. */
+loom_tensor *loom_var(const loom_tensor *x, const int *dims, int ndims, int correction, bool keepdim);
+loom_tensor *loom_std(const loom_tensor *x, const int *dims, int ndims, int correction, bool keepdim);
+loom_tensor *loom_logsumexp(const loom_tensor *x, const int *dims, int ndims, bool keepdim);
+/* p-norm (p = 2 is the Euclidean norm; p = INFINITY the max-abs). */
+loom_tensor *loom_norm(const loom_tensor *x, double p, const int *dims, int ndims, bool keepdim);
+/* Max / min over one dim; *indices (may be NULL) receives LOOM_I64 argmax / argmin. */
+loom_tensor *loom_max(const loom_tensor *x, int dim, bool keepdim, loom_tensor **indices);
+loom_tensor *loom_min(const loom_tensor *x, int dim, bool keepdim, loom_tensor **indices);
+loom_tensor *loom_argmax(const loom_tensor *x, int dim, bool keepdim);
+loom_tensor *loom_argmin(const loom_tensor *x, int dim, bool keepdim);
+/* Max / min of all elements (0-d). */
+loom_tensor *loom_max_all(const loom_tensor *x);
+loom_tensor *loom_min_all(const loom_tensor *x);
+
+/* ---- linear algebra ---- */
+/* torch.matmul: 1-d and n-d operands, batch dims broadcast. */
+loom_tensor *loom_matmul(const loom_tensor *a, const loom_tensor *b);
+/* [B, n, m] @ [B, m, p] -> [B, n, p] */
+loom_tensor *loom_bmm(const loom_tensor *a, const loom_tensor *b);
+/* beta * input + alpha * (m1 @ m2) for 2-d m1, m2; input broadcasts. */
+loom_tensor *loom_addmm(const loom_tensor *input, const loom_tensor *m1, const loom_tensor *m2,
+                        double beta, double alpha);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,296 @@
+/* Elementwise ops: broadcasting, dtype promotion, kernels and gradients. */
+#include <math.h>
+
+#include "core/autograd_impl.h"
+
+/* Launches an elementwise kernel: out of shape s and dtype out_dt, inputs
+ * expanded (stride 0) to s. Inputs must already share dtype and device. */
+static loom_tensor *launch_ew(core_op op, const core_attrs *a, loom_shape s, loom_dtype out_dt, int n,
+                              const loom_tensor *const *ins) {
+  loom_tensor *out = core_new(s, out_dt, ins[0]->storage->device);
+  if (!out) return NULL;
+  core_kctx k = {op, n, 1, {0}, {out}, {{0}, {0}}, NULL};
+  if (a) k.a = *a;
+  loom_status st = LOOM_OK;
+  for (int i = 0; i < n && st == LOOM_OK; i++) {
+    k.in[i] = core_expand_to(ins[i], s);
+    if (!k.in[i]) st = loom_last_status();
+  }
+  if (st == LOOM_OK) st = core_launch(&k);
+  for (int i = 0; i < n; i++) loom_release(k.in[i]);
+  if (st != LOOM_OK) {
+    core_untrack(out);
+    loom_release(out);
+    return NULL;
+  }
+  return out;
+}
+
+static bool is_cmp_or_logical(core_op op) {
+  return (op >= CORE_OP_eq && op <= CORE_OP_logical_xor) || op == CORE_OP_logical_not;
+}
+
+/* ---- unary ---- */
+static void neg_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) { gin[0] = loom_neg(g); }
+static void abs_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
+  gin[0] = loom_mul(g, loom_sign(n->saved[0]));
+}
+static void sign_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) { gin[0] = loom_zeros_like(g); }
+static void exp_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) { gin[0] = loom_mul(g, n->saved[0]); }
+static void log_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) { gin[0] = loom_div(g, n->saved[0]); }
+static void sqrt_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
+  gin[0] = loom_div(g, loom_mul_scalar(n->saved[0], 2));
+}
+static void rsqrt_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
+  const loom_tensor *y = n->saved[0];
+  gin[0] = loom_mul(g, loom_mul_scalar(loom_mul(y, loom_mul(y, y)), -0.5));
+}
+static void sin_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) { gin[0] = loom_mul(g, loom_cos(n->saved[0])); }
+static void cos_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
+  gin[0] = loom_neg(loom_mul(g, loom_sin(n->saved[0])));
+}
+static void relu_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
+  const loom_tensor *y = n->saved[0];
+  gin[0] = loom_mul(g, loom_to_dtype(loom_gt(y, loom_scalar_like(y, 0)), g->dtype));
+}
+static void sigmoid_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
+  const loom_tensor *y = n->saved[0];
+  gin[0] = loom_mul(g, loom_mul(y, loom_add_scalar(loom_neg(y), 1)));
+}
+static void tanh_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
+  const loom_tensor *y = n->saved[0];
+  gin[0] = loom_mul(g, loom_add_scalar(loom_neg(loom_mul(y, y)), 1));
+}
+static void clamp_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
+  const loom_tensor *x = n->saved[0];
+  loom_tensor *in = loom_logical_and(loom_ge(x, loom_scalar_like(x, n->a.f[0])), loom_le(x, loom_scalar_like(x, n->a.f[1])));
+  gin[0] = loom_mul(g, loom_to_dtype(in, g->dtype));
+}
+
+typedef struct unary_def {
+  core_op op;
+  core_backward_fn bw;
+  bool float_math;   /* integer inputs are promoted to f32 (exp, log, ...) */
+  bool save_output;  /* else the input is saved */
+} unary_def;
+
+static loom_tensor *unary(const unary_def *u, const loom_tensor *x, const core_attrs *a) {
+  const char *name = core_ops[u->op].name;
+  CORE_CHECK_NULL1(name, x);
+  loom_scope_begin();
+  const loom_tensor *in = x;
+  if (u->op == CORE_OP_logical_not) {
+    if (x->dtype != LOOM_BOOL) in = loom_to_dtype(x, LOOM_BOOL);
+  } else if (u->float_math && !loom_dtype_is_float(x->dtype)) {
+    in = loom_to_dtype(x, LOOM_F32);
+  } else if (x->dtype == LOOM_BOOL) {
+    core_set_error(LOOM_ERR_INVALID, "%s: not defined for bool tensors", name);
+    in = NULL;
+  }
+  loom_tensor *out = NULL;
+  if (in) out = launch_ew(u->op, a, in->shape, is_cmp_or_logical(u->op) ? LOOM_BOOL : in->dtype, 1, &in);
+  if (out && u->bw && loom_dtype_is_float(out->dtype) && core_grad_needed(1, &in)) {
+    core_node *n = core_record(name, u->bw, out, 1, &in);
+    core_save(n, u->save_output ? out : in);
+    if (n && a) n->a = *a;
+  }
+  loom_keep(out);
+  loom_scope_end();
+  return out;
+}
+
+#define UNARY(fn, bwfn, floatmath, saveout)                                   \
+  loom_tensor *loom_##fn(const loom_tensor *x) {                              \
+    static const unary_def d = {CORE_OP_##fn, bwfn, floatmath, saveout};      \
+    return unary(&d, x, NULL);                                                \
+  }
+UNARY(neg, neg_bw, false, false)
+UNARY(abs, abs_bw, false, false)
+UNARY(sign, sign_bw, false, false)
+UNARY(exp, exp_bw, true, true)
+UNARY(log, log_bw, true, false)
+UNARY(sqrt, sqrt_bw, true, true)
+UNARY(rsqrt, rsqrt_bw, true, true)
+UNARY(sin, sin_bw, true, false)
+UNARY(cos, cos_bw, true, false)
+UNARY(relu, relu_bw, false, true)
+UNARY(sigmoid, sigmoid_bw, true, true)
+UNARY(tanh, tanh_bw, true, true)
+UNARY(logical_not, NULL, false, false)
+
+loom_tensor *loom_clamp(const loom_tensor *x, double lo, double hi) {
+  static const unary_def d = {CORE_OP_clamp, clamp_bw, false, false};
+  if (lo > hi) {
+    core_set_error(LOOM_ERR_INVALID, "clamp: min %g is greater than max %g", lo, hi);
+    return NULL;
+  }
+  core_attrs a = {{0}, {lo, hi}};
+  return unary(&d, x, &a);
+}
+
+loom_tensor *loom_square(const loom_tensor *x) { return loom_mul(x, x); }
+
+/* ---- binary ---- */
+static void add_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
+  if (core_needs(n, 0)) gin[0] = core_sum_to(g, n->in_shape[0]);
+  if (core_needs(n, 1)) gin[1] = core_sum_to(g, n->in_shape[1]);
+}
+static void sub_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
+  if (core_needs(n, 0)) gin[0] = core_sum_to(g, n->in_shape[0]);
+  if (core_needs(n, 1)) gin[1] = core_sum_to(loom_neg(g), n->in_shape[1]);
+}
+static void mul_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
+  if (core_needs(n, 0)) gin[0] = core_sum_to(loom_mul(g, n->saved[1]), n->in_shape[0]);
+  if (core_needs(n, 1)) gin[1] = core_sum_to(loom_mul(g, n->saved[0]), n->in_shape[1]);
+}
+static void div_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
+  const loom_tensor *a = n->saved[0], *b = n->saved[1];
+  loom_tensor *gb = loom_div(g, b);
+  if (core_needs(n, 0)) gin[0] = core_sum_to(gb, n->in_shape[0]);
+  if (core_needs(n, 1)) gin[1] = core_sum_to(loom_neg(loom_mul(gb, loom_div(a, b))), n->in_shape[1]);
+}
+static void pow_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
+  const loom_tensor *a = n->saved[0], *b = n->saved[1], *y = n->saved[2];
+  if (core_needs(n, 0)) /* b * a^(b-1) */
+    gin[0] = core_sum_to(loom_mul(g, loom_mul(b, loom_pow(a, loom_add_scalar(b, -1)))), n->in_shape[0]);
+  if (core_needs(n, 1)) { /* y * log(a), taken as 0 where a == 0 (PyTorch) */
+    loom_tensor *zero = loom_scalar_like(a, 0);
+    loom_tensor *lg = loom_where(loom_eq(a, zero), zero, loom_log(a));
+    gin[1] = core_sum_to(loom_mul(g, loom_mul(y, lg)), n->in_shape[1]);
+  }
+}
+/* maximum / minimum: the gradient goes to the winner, split evenly on ties */
+static void extreme_bw(core_node *n, const loom_tensor *g, loom_tensor **gin, bool is_max) {
+  const loom_tensor *a = n->saved[0], *b = n->saved[1];
+  loom_tensor *win = loom_to_dtype(is_max ? loom_gt(a, b) : loom_lt(a, b), g->dtype);
+  loom_tensor *tie = loom_mul_scalar(loom_to_dtype(loom_eq(a, b), g->dtype), 0.5);
+  loom_tensor *wa = loom_add(win, tie);
+  if (core_needs(n, 0)) gin[0] = core_sum_to(loom_mul(g, wa), n->in_shape[0]);
+  if (core_needs(n, 1)) gin[1] = core_sum_to(loom_mul(g, loom_add_scalar(loom_neg(wa), 1)), n->in_shape[1]);
+}
+static void maximum_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) { extreme_bw(n, g, gin, true); }
+static void minimum_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) { extreme_bw(n, g, gin, false); }
+
+static loom_tensor *binary(core_op op, core_backward_fn bw, int n_save, const loom_tensor *a, const loom_tensor *b) {
+  const char *name = core_ops[op].name;
+  if (!a || !b) {
+    core_set_error(LOOM_ERR_INVALID, "%s: %s input is NULL", name, a ? "second" : "first");
+    return NULL;
+  }
+  if (!core_check_same_device(name, a, b)) return NULL;
+  loom_shape s;
+  if (!core_broadcast_shapes(name, a->shape, b->shape, &s)) return NULL;
+  bool logical = op >= CORE_OP_logical_and && op <= CORE_OP_logical_xor;
+  loom_dtype dt = logical ? LOOM_BOOL : loom_promote_types(a->dtype, b->dtype);
+  if ((op == CORE_OP_div || op == CORE_OP_pow) && !loom_dtype_is_float(dt)) dt = LOOM_F32;
+  loom_scope_begin();
+  const loom_tensor *ins[2] = {a->dtype == dt ? a : loom_to_dtype(a, dt), b->dtype == dt ? b : loom_to_dtype(b, dt)};
+  loom_tensor *out = NULL;
+  if (ins[0] && ins[1]) out = launch_ew(op, NULL, s, is_cmp_or_logical(op) ? LOOM_BOOL : dt, 2, ins);
+  if (out && bw && loom_dtype_is_float(dt) && core_grad_needed(2, ins)) {
+    core_node *n = core_record(name, bw, out, 2, ins);
+    for (int i = 0; i < n_save && i < 2; i++) core_save(n, ins[i]);
+    if (n_save == 3) core_save(n, out);
+  }
+  loom_keep(out);
+  loom_scope_end();
+  return out;
+}
+
+loom_tensor *loom_add(const loom_tensor *a, const loom_tensor *b) { return binary(CORE_OP_add, add_bw, 0, a, b); }
+loom_tensor *loom_sub(const loom_tensor *a, const loom_tensor *b) { return binary(CORE_OP_sub, sub_bw, 0, a, b); }
+loom_tensor *loom_mul(const loom_tensor *a, const loom_tensor *b) { return binary(CORE_OP_mul, mul_bw, 2, a, b); }
+loom_tensor *loom_div(const loom_tensor *a, const loom_tensor *b) { return binary(CORE_OP_div, div_bw, 2, a, b); }
+loom_tensor *loom_pow(const loom_tensor *a, const loom_tensor *b) { return binary(CORE_OP_pow, pow_bw, 3, a, b); }
+loom_tensor *loom_maximum(const loom_tensor *a, const loom_tensor *b) {
+  return binary(CORE_OP_maximum, maximum_bw, 2, a, b);
+}
+loom_tensor *loom_minimum(const loom_tensor *a, const loom_tensor *b) {
+  return binary(CORE_OP_minimum, minimum_bw, 2, a, b);
+}
+#define COMPARE(fn)                                                          \
+  loom_tensor *loom_##fn(const loom_tensor *a, const loom_tensor *b) {       \
+    return binary(CORE_OP_##fn, NULL, 0, a, b);                              \
+  }
+COMPARE(eq)
+COMPARE(ne)
+COMPARE(lt)
+COMPARE(le)
+COMPARE(gt)
+COMPARE(ge)
+COMPARE(logical_and)
+COMPARE(logical_or)
+COMPARE(logical_xor)
+
+/* Scalar operands take the tensor's dtype (a float scalar with an integer
+ * tensor promotes to f32), as PyTorch's wrapped numbers do. */
+static loom_tensor *with_scalar(loom_tensor *(*fn)(const loom_tensor *, const loom_tensor *), const char *name,
+                                const loom_tensor *a, double s) {
+  if (!a) {
+    core_set_error(LOOM_ERR_INVALID, "%s: input is NULL", name);
+    return NULL;
+  }
+  loom_dtype dt = a->dtype;
+  if (!loom_dtype_is_float(dt) && s != floor(s)) dt = LOOM_F32;
+  loom_scope_begin();
+  loom_tensor *out = loom_keep(fn(a, loom_full(LOOM_SHAPE(), s, dt, a->storage->device)));
+  loom_scope_end();
+  return out;
+}
+loom_tensor *loom_add_scalar(const loom_tensor *a, double s) { return with_scalar(loom_add, "add_scalar", a, s); }
+loom_tensor *loom_mul_scalar(const loom_tensor *a, double s) { return with_scalar(loom_mul, "mul_scalar", a, s); }
+loom_tensor *loom_pow_scalar(const loom_tensor *a, double e) { return with_scalar(loom_pow, "pow_scalar", a, e); }
+
+/* ---- where / masked_fill ---- */
+static void where_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
+  const loom_tensor *c = n->saved[0];
+  loom_tensor *z = loom_scalar_like(g, 0);
+  if (core_needs(n, 0)) gin[0] = core_sum_to(loom_where(c, g, z), n->in_shape[0]);
+  if (core_needs(n, 1)) gin[1] = core_sum_to(loom_where(c, z, g), n->in_shape[1]);
+}
+
+loom_tensor *loom_where(const loom_tensor *cond, const loom_tensor *a, const loom_tensor *b) {
+  if (!cond || !a || !b) {
+    core_set_error(LOOM_ERR_INVALID, "where: %s is NULL", !cond ? "cond" : !a ? "first input" : "second input");
+    return NULL;
+  }
+  if (!core_check_same_device("where", cond, a) || !core_check_same_device("where", a, b)) return NULL;
+  loom_shape s1, s;
+  if (!core_broadcast_shapes("where", a->shape, b->shape, &s1) || !core_broadcast_shapes("where", cond->shape, s1, &s))
+    return NULL;
+  loom_dtype dt = loom_promote_types(a->dtype, b->dtype);
+  loom_scope_begin();
+  const loom_tensor *ins[3] = {a->dtype == dt ? a : loom_to_dtype(a, dt), b->dtype == dt ? b : loom_to_dtype(b, dt),
+                               cond->dtype == LOOM_BOOL ? cond : loom_to_dtype(cond, LOOM_BOOL)};
+  loom_tensor *out = NULL;
+  if (ins[0] && ins[1] && ins[2]) out = launch_ew(CORE_OP_where, NULL, s, dt, 3, ins);
+  if (out && loom_dtype_is_float(dt) && core_grad_needed(2, ins)) {
+    core_node *n = core_record("where", where_bw, out, 2, ins);
+    core_save(n, ins[2]);
+  }
+  loom_keep(out);
+  loom_scope_end();
+  return out;
+}
+
+loom_tensor *loom_masked_fill(const loom_tensor *x, const loom_tensor *mask, double value) {
+  if (!x || !mask) {
+    core_set_error(LOOM_ERR_INVALID, "masked_fill: %s is NULL", x ? "mask" : "input");
+    return NULL;
+  }
+  if (mask->dtype != LOOM_BOOL) {
+    core_set_error(LOOM_ERR_INVALID, "masked_fill: mask must be bool, got %s", loom_dtype_name(mask->dtype));
+    return NULL;
+  }
+  loom_shape s;
+  if (!core_broadcast_shapes("masked_fill", x->shape, mask->shape, &s)) return NULL;
+  if (!loom_shape_equal(s, x->shape)) {
+    core_set_error(LOOM_ERR_INVALID, "masked_fill: mask of shape %s does not broadcast to input shape %s",
+                   loom_shape_str(mask->shape), loom_shape_str(x->shape));
+    return NULL;
+  }
+  loom_scope_begin();
+  loom_tensor *out = loom_keep(loom_where(mask, loom_scalar_like(x, value), x));
+  loom_scope_end();
+  return out;
+}

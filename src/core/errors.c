@@ -1,0 +1,38 @@
+/* Thread-local last error. */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "core/tensor_impl.h"
+
+static _Thread_local char err_msg[1024];
+static _Thread_local loom_status err_status;
+
+loom_status core_set_error(loom_status status, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err_msg, sizeof err_msg, fmt, ap);
+  va_end(ap);
+  err_status = status;
+  return status;
+}
+
+const char *loom_last_error(void) { return err_msg; }
+loom_status loom_last_status(void) { return err_status; }
+
+void loom_clear_error(void) {
+  err_msg[0] = '\0';
+  err_status = LOOM_OK;
+}
+
+const char *loom_status_name(loom_status s) {
+  switch (s) {
+    case LOOM_OK: return "ok";
+    case LOOM_ERR_INVALID: return "invalid argument";
+    case LOOM_ERR_UNSUPPORTED: return "unsupported";
+    case LOOM_ERR_OOM: return "out of memory";
+    case LOOM_ERR_IO: return "I/O error";
+    case LOOM_ERR_DEVICE: return "device error";
+    case LOOM_ERR_INTERNAL: return "internal error";
+  }
+  return "unknown status";
+}

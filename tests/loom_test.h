@@ -1,0 +1,41 @@
+// Shared helpers for the GoogleTest suites (implemented in loom_test_util.cpp).
+#pragma once
+#include <gtest/gtest.h>
+#include <loom/loom.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+// Opens a Loom scope for the lifetime of the object.
+struct ScopeGuard {
+  ScopeGuard() { loom_scope_begin(); }
+  ~ScopeGuard() { loom_scope_end(); }
+};
+
+// A tensor holding vals (row-major) converted to dt, on dev. Registered with the current scope.
+loom_tensor *T(const std::vector<double> &vals, loom_shape s, loom_dtype dt = LOOM_F32,
+               loom_device dev = loom_cpu());
+// Every element of t (any dtype, any device) as doubles, in row-major order.
+std::vector<double> V(const loom_tensor *t);
+// ||out - ref|| / ||ref|| over all elements (any dtypes and devices; shapes must match,
+// otherwise returns +inf). NaN anywhere gives +inf.
+double rel_err(const loom_tensor *out, const loom_tensor *ref);
+// True when a CUDA device is visible.
+bool has_gpu();
+// Skips the current test, printing why, when no GPU is visible.
+#define LOOM_REQUIRE_GPU()                                                                 \
+  do {                                                                                     \
+    if (!has_gpu()) GTEST_SKIP() << "no CUDA device visible (built with CUDA: "            \
+                                 << (loom_cuda_is_built() ? "yes" : "no") << ")";          \
+  } while (0)
+
+// Finite-difference gradient check in f64 on the CPU. `inputs` must be f64 CPU
+// leaf tensors; the ones with requires_grad are checked. f builds the output from
+// them (any shape); the check uses loss = sum(f(x) * w) for a fixed random w.
+// Central differences with step eps; passes when every |analytic - numeric| <=
+// atol + rtol * |numeric|.
+::testing::AssertionResult gradcheck(
+    const std::function<loom_tensor *(const std::vector<loom_tensor *> &)> &f,
+    const std::vector<loom_tensor *> &inputs, double eps = 1e-6, double atol = 1e-6,
+    double rtol = 1e-4);
