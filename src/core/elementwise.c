@@ -254,6 +254,10 @@ loom_tensor *loom_where(const loom_tensor *cond, const loom_tensor *a, const loo
     core_set_error(LOOM_ERR_INVALID, "where: %s is NULL", !cond ? "cond" : !a ? "first input" : "second input");
     return NULL;
   }
+  if (cond->dtype != LOOM_BOOL) {
+    core_set_error(LOOM_ERR_INVALID, "where: condition must be a bool tensor, got %s", loom_dtype_name(cond->dtype));
+    return NULL;
+  }
   if (!core_check_same_device("where", cond, a) || !core_check_same_device("where", a, b)) return NULL;
   loom_shape s1, s;
   if (!core_broadcast_shapes("where", a->shape, b->shape, &s1) || !core_broadcast_shapes("where", cond->shape, s1, &s))
@@ -261,7 +265,7 @@ loom_tensor *loom_where(const loom_tensor *cond, const loom_tensor *a, const loo
   loom_dtype dt = loom_promote_types(a->dtype, b->dtype);
   loom_scope_begin();
   const loom_tensor *ins[3] = {a->dtype == dt ? a : loom_to_dtype(a, dt), b->dtype == dt ? b : loom_to_dtype(b, dt),
-                               cond->dtype == LOOM_BOOL ? cond : loom_to_dtype(cond, LOOM_BOOL)};
+                               cond};
   loom_tensor *out = NULL;
   if (ins[0] && ins[1] && ins[2]) out = launch_ew(CORE_OP_where, NULL, s, dt, 3, ins);
   if (out && loom_dtype_is_float(dt) && core_grad_needed(2, ins)) {

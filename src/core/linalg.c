@@ -123,6 +123,13 @@ loom_tensor *loom_matmul(const loom_tensor *a, const loom_tensor *b) {
     return NULL;
   }
   loom_scope_begin();
+  if (a->storage->device.type == LOOM_CPU && (a->dtype == LOOM_F16 || a->dtype == LOOM_BF16)) {
+    /* the CPU multiplies half precision in f32 (the operands' layouts carry no f32 copy) */
+    loom_tensor *r = loom_to_dtype(loom_matmul(loom_to_dtype(a, LOOM_F32), loom_to_dtype(b, LOOM_F32)), a->dtype);
+    loom_keep(r);
+    loom_scope_end();
+    return r;
+  }
   const loom_tensor *a2 = a->shape.ndim == 1 ? loom_unsqueeze(a, 0) : a;
   const loom_tensor *b2 = b->shape.ndim == 1 ? loom_unsqueeze(b, -1) : b;
   loom_tensor *out = a2 && b2 ? matmul_nd(a2, b2) : NULL;

@@ -1,0 +1,53 @@
+/* Shared pieces of the CPU backend: per-dtype C types, the family registration
+ * functions called by cpu_register_kernels, and small element helpers. */
+#ifndef LOOM_CPU_CPU_H
+#define LOOM_CPU_CPU_H
+
+#include <math.h>
+#include <stdint.h>
+
+#include "core/kernel.h"
+
+/* C type and dtype of each kernel-name suffix (`boolean` is one byte holding 0 / 1,
+ * f16 / bf16 are raw 16-bit patterns). */
+#define CPU_T_f32 float
+#define CPU_T_f64 double
+#define CPU_T_f16 uint16_t
+#define CPU_T_bf16 uint16_t
+#define CPU_T_i32 int32_t
+#define CPU_T_i64 int64_t
+#define CPU_T_u8 uint8_t
+#define CPU_T_boolean uint8_t
+#define CPU_DT_f32 LOOM_F32
+#define CPU_DT_f64 LOOM_F64
+#define CPU_DT_f16 LOOM_F16
+#define CPU_DT_bf16 LOOM_BF16
+#define CPU_DT_i32 LOOM_I32
+#define CPU_DT_i64 LOOM_I64
+#define CPU_DT_u8 LOOM_U8
+#define CPU_DT_boolean LOOM_BOOL
+
+/* Loops of more than this many elements run on several OpenMP threads. */
+#define CPU_PARALLEL_MIN 32768
+
+static inline int cpu_threads(void) {
+  int n = core_num_threads();
+  return n > 0 ? n : 1;
+}
+
+/* Stores element i of a contiguous buffer of dtype dt, converting from double / int64. */
+void cpu_put_f64(void *base, loom_dtype dt, int64_t i, double v);
+void cpu_put_i64(void *base, loom_dtype dt, int64_t i, int64_t v);
+
+/* Fails unless every tensor in ts[0..n) is contiguous. */
+loom_status cpu_need_contiguous(const char *op, loom_tensor *const *ts, int n);
+
+void cpu_register_copy(void);
+void cpu_register_random(void);
+void cpu_register_unary(void);
+void cpu_register_binary(void);
+void cpu_register_reduce(void);
+void cpu_register_index(void);
+void cpu_register_matmul(void);
+
+#endif

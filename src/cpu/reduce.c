@@ -1,0 +1,161 @@
+/* Reductions over the middle dim of a contiguous [O, R, I] view: sum, and
+ * max / min with the index of the first extreme (NaN counts as extreme). */
+#include <stdlib.h>
+
+#include "cpu/cpu.h"
+
+/* Work items are one o and up to CHUNK consecutive i, reduced over all of R. */
+#define CHUNK 256
+/* Sums of one long row (I == 1, few rows) are split into blocks of this many
+ * elements, summed in parallel, then added in order: the result does not
+ * depend on the number of threads. */
+#define BLOCK 16384
+
+typedef struct geom { int64_t O, R, I, nic, items; } geom;
+
+static loom_status get_geom(const core_kctx *k, geom *g) {
+  const char *name = core_ops[k->op].name;
+  g->O = k->a.i[0];
+  g->R = k->a.i[1];
+  g->I = k->a.i[2];
+  if (g->O < 0 || g->R < 0 || g->I < 0 || core_numel(k->in[0]) != g->O * g->R * g->I)
+    return core_set_error(LOOM_ERR_INVALID, "%s: input %s does not match [O, R, I] = [%lld, %lld, %lld]",
+                          name, loom_shape_str(k->in[0]->shape), (long long)g->O, (long long)g->R,
+                          (long long)g->I);
+  for (int j = 0; j < k->n_out; j++)
+    if (core_numel(k->out[j]) != g->O * g->I)
+      return core_set_error(LOOM_ERR_INVALID, "%s: output %s does not match [O, I] = [%lld, %lld]", name,
+                            loom_shape_str(k->out[j]->shape), (long long)g->O, (long long)g->I);
+  if (cpu_need_contiguous(name, k->in, 1) || cpu_need_contiguous(name, k->out, k->n_out))
+    return loom_last_status();
+  g->nic = (g->I + CHUNK - 1) / CHUNK;
+  g->items = g->O * g->nic;
+  return LOOM_OK;
+}
+
+#define PARALLEL_ITEMS \
+  "omp parallel for num_threads(cpu_threads()) if (g.O * g.R * g.I > CPU_PARALLEL_MIN) schedule(static)"
+
+/* ACC: accumulator type; PUT stores it into the output, whatever its dtype. */
+#define SUM(d, ACC, PUT)                                                                                   \
+  static ACC sum_row_##d(const CPU_T_##d *x, int64_t n) {                                                  \
+    ACC acc = 0;                                                                                           \
+    for (int64_t r = 0; r < n; r++) acc += x[r];                                                           \
+    return acc;                                                                                            \
+  }                                                                                                        \
+  /* One long row: BLOCK-sized partial sums in parallel, added in order. */                                \
+  static loom_status sum_long_##d(const CPU_T_##d *x, int64_t n, ACC *out) {                               \
+    int64_t nb = (n + BLOCK - 1) / BLOCK;                                                                  \
+    ACC *part = malloc((size_t)nb * sizeof(ACC));                                                          \
+    if (!part) return core_set_error(LOOM_ERR_OOM, "sum: no memory for %lld partial sums", (long long)nb); \
+    _Pragma("omp parallel for num_threads(cpu_threads()) schedule(static)")                                \
+    for (int64_t b = 0; b < nb; b++)                                                                       \
+      part[b] = sum_row_##d(x + b * BLOCK, b + 1 < nb ? BLOCK : n - b * BLOCK);                            \
+    ACC acc = 0;                                                                                           \
+    for (int64_t b = 0; b < nb; b++) acc += part[b];                                                       \
+    free(part);                                                                                            \
+    *out = acc;                                                                                            \
+    return LOOM_OK;                                                                                        \
+  }                                                                                                        \
+  static loom_status sum_##d(const core_kctx *k) {                                                         \
+    geom g;                                                                                                \
+    if (get_geom(k, &g)) return loom_last_status();                                                        \
+    const CPU_T_##d *x = core_ptr(k->in[0]);                                                               \
+    void *out = core_ptr(k->out[0]);                                                                       \
+    loom_dtype odt = k->out[0]->dtype;                                                                     \
+    if (g.I == 1 && g.O < cpu_threads() && g.R > 2 * BLOCK) {                                              \
+      for (int64_t o = 0; o < g.O; o++) {                                                                  \
+        ACC acc = 0;                                                                                       \
+        if (sum_long_##d(x + o * g.R, g.R, &acc)) return loom_last_status();                               \
+        PUT(out, odt, o, acc);                                                                             \
+      }                                                                                                    \
+      return LOOM_OK;                                                                                      \
+    }                                                                                                      \
+    _Pragma(PARALLEL_ITEMS)                                                                                \
+    for (int64_t it = 0; it < g.items; it++) {                                                             \
+      int64_t o = it / g.nic, i0 = it % g.nic * CHUNK;                                                     \
+      int64_t w = g.I - i0 < CHUNK ? g.I - i0 : CHUNK;                                                     \
+      const CPU_T_##d *row = x + o * g.R * g.I + i0;                                                       \
+      if (w == 1) {                                                                                        \
+        PUT(out, odt, o * g.I + i0, sum_row_##d(row, g.R));                                                \
+        continue;                                                                                          \
+      }                                                                                                    \
+      ACC acc[CHUNK];                                                                                      \
+      for (int64_t j = 0; j < w; j++) acc[j] = 0;                                                          \
+      for (int64_t r = 0; r < g.R; r++)                                                                    \
+        for (int64_t j = 0; j < w; j++) acc[j] += row[r * g.I + j];                                        \
+      for (int64_t j = 0; j < w; j++) PUT(out, odt, o * g.I + i0 + j, acc[j]);                             \
+    }                                                                                                      \
+    return LOOM_OK;                                                                                        \
+  }
+SUM(f32, double, cpu_put_f64)
+SUM(f64, double, cpu_put_f64)
+SUM(i32, int64_t, cpu_put_i64)
+SUM(i64, int64_t, cpu_put_i64)
+SUM(u8, int64_t, cpu_put_i64)
+
+#define IS_NAN_f32(v) isnan(v)
+#define IS_NAN_f64(v) isnan(v)
+#define IS_NAN_i32(v) 0
+#define IS_NAN_i64(v) 0
+#define IS_NAN_u8(v) 0
+
+/* op: max or min; CMP: > or <. A later element wins only when strictly better,
+ * so ties keep the first index; the first NaN wins over everything. */
+#define EXTREME(op, d, CMP)                                                                       \
+  static loom_status op##_##d(const core_kctx *k) {                                               \
+    geom g;                                                                                       \
+    if (get_geom(k, &g)) return loom_last_status();                                               \
+    if (g.R == 0) return core_set_error(LOOM_ERR_INVALID, #op ": reduced dim has size 0");        \
+    if (k->out[0]->dtype != CPU_DT_##d || k->out[1]->dtype != LOOM_I64)                           \
+      return core_set_error(LOOM_ERR_INVALID, #op ": outputs are %s and %s, expected %s and i64", \
+                            loom_dtype_name(k->out[0]->dtype), loom_dtype_name(k->out[1]->dtype), \
+                            loom_dtype_name(CPU_DT_##d));                                         \
+    const CPU_T_##d *x = core_ptr(k->in[0]);                                                      \
+    CPU_T_##d *vals = core_ptr(k->out[0]);                                                        \
+    int64_t *idx = core_ptr(k->out[1]);                                                           \
+    _Pragma(PARALLEL_ITEMS)                                                                       \
+    for (int64_t it = 0; it < g.items; it++) {                                                    \
+      int64_t o = it / g.nic, i0 = it % g.nic * CHUNK;                                            \
+      int64_t w = g.I - i0 < CHUNK ? g.I - i0 : CHUNK;                                            \
+      const CPU_T_##d *row = x + o * g.R * g.I + i0;                                              \
+      CPU_T_##d best[CHUNK];                                                                      \
+      int64_t at[CHUNK];                                                                          \
+      for (int64_t j = 0; j < w; j++) {                                                           \
+        best[j] = row[j];                                                                         \
+        at[j] = 0;                                                                                \
+      }                                                                                           \
+      for (int64_t r = 1; r < g.R; r++)                                                           \
+        for (int64_t j = 0; j < w; j++) {                                                         \
+          CPU_T_##d v = row[r * g.I + j];                                                         \
+          if (v CMP best[j] || (IS_NAN_##d(v) && !IS_NAN_##d(best[j]))) {                         \
+            best[j] = v;                                                                          \
+            at[j] = r;                                                                            \
+          }                                                                                       \
+        }                                                                                         \
+      for (int64_t j = 0; j < w; j++) {                                                           \
+        vals[o * g.I + i0 + j] = best[j];                                                         \
+        idx[o * g.I + i0 + j] = at[j];                                                            \
+      }                                                                                           \
+    }                                                                                             \
+    return LOOM_OK;                                                                               \
+  }
+#define EXTREMES(d) EXTREME(max, d, >) EXTREME(min, d, <)
+EXTREMES(f32)
+EXTREMES(f64)
+EXTREMES(i32)
+EXTREMES(i64)
+EXTREMES(u8)
+
+#define REG(d)                                                   \
+  core_register(LOOM_CPU, CORE_OP_sum, CPU_DT_##d, sum_##d);     \
+  core_register(LOOM_CPU, CORE_OP_max, CPU_DT_##d, max_##d);     \
+  core_register(LOOM_CPU, CORE_OP_min, CPU_DT_##d, min_##d);
+
+void cpu_register_reduce(void) {
+  REG(f32)
+  REG(f64)
+  REG(i32)
+  REG(i64)
+  REG(u8)
+}
