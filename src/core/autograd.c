@@ -105,7 +105,7 @@ void core_node_release(core_node *n) {
 
 /* ---- public leaf API ---- */
 int loom_set_requires_grad(loom_tensor *t, bool on) {
-  if (!t) return core_set_error(LOOM_ERR_INVALID, "set_requires_grad: tensor is NULL");
+  if (!t) return core_null_error("set_requires_grad: tensor is NULL");
   if (on && !loom_dtype_is_float(t->dtype))
     return core_set_error(LOOM_ERR_INVALID, "set_requires_grad: only floating tensors can require grad, got %s",
                           loom_dtype_name(t->dtype));
@@ -124,7 +124,7 @@ void loom_zero_grad(loom_tensor *t) {
   t->grad = NULL;
 }
 int loom_set_grad(loom_tensor *t, loom_tensor *g) {
-  if (!t) return core_set_error(LOOM_ERR_INVALID, "set_grad: tensor is NULL");
+  if (!t) return core_null_error("set_grad: tensor is NULL");
   if (g && !loom_shape_equal(g->shape, t->shape))
     return core_set_error(LOOM_ERR_INVALID, "set_grad: gradient shape %s does not match tensor shape %s",
                           loom_shape_str(g->shape), loom_shape_str(t->shape));
@@ -139,7 +139,7 @@ loom_tensor *loom_detach(const loom_tensor *t) {
 }
 const char *loom_grad_fn_name(const loom_tensor *t) { return t && t->grad_fn ? t->grad_fn->name : NULL; }
 int loom_set_grad_hook(loom_tensor *leaf, loom_grad_hook fn, void *user) {
-  if (!leaf) return core_set_error(LOOM_ERR_INVALID, "set_grad_hook: tensor is NULL");
+  if (!leaf) return core_null_error("set_grad_hook: tensor is NULL");
   leaf->hook = fn;
   leaf->hook_user = user;
   return LOOM_OK;
@@ -189,7 +189,7 @@ static loom_status fail(vec *a, vec *b, loom_status st) {
 }
 
 int loom_backward(loom_tensor *root, const loom_tensor *grad_output, bool retain_graph) {
-  if (!root) return core_set_error(LOOM_ERR_INVALID, "backward: root tensor is NULL");
+  if (!root) return core_null_error("backward: root tensor is NULL");
   if (!root->requires_grad)
     return core_set_error(LOOM_ERR_INVALID, "backward: tensor does not require grad and has no grad_fn");
   loom_tensor *g0;

@@ -59,7 +59,7 @@ loom_tensor *core_expand_to(const loom_tensor *t, loom_shape s);     /* stride-0
 
 #define CORE_CHECK_NULL1(op, a)                                                         \
   do {                                                                                  \
-    if (!(a)) { core_set_error(LOOM_ERR_INVALID, "%s: input is NULL", op); return NULL; } \
+    if (!(a)) { core_null_error("%s: input is NULL", op); return NULL; }                  \
   } while (0)
 
 #endif

@@ -78,6 +78,10 @@ loom_tensor *loom_linspace(double start, double end, int64_t steps, loom_dtype d
 
 loom_tensor *loom_eye(int64_t n, int64_t m, loom_dtype dt, loom_device dev) {
   if (m < 0) m = n;
+  if (n < 0) {
+    core_set_error(LOOM_ERR_INVALID, "eye: n must be non-negative, got %lld", (long long)n);
+    return NULL;
+  }
   loom_tensor *t = loom_zeros(LOOM_SHAPE(n, m), dt, dev);
   if (!t || n == 0 || m == 0) return t;
   int64_t st = m + 1;
@@ -153,7 +157,7 @@ loom_tensor *loom_from_host(const void *data, loom_shape s, loom_dtype dt, loom_
 
 int loom_to_host(const loom_tensor *t, void *dst, size_t nbytes) {
   if (!t || (!dst && nbytes))
-    return core_set_error(LOOM_ERR_INVALID, "to_host: %s is NULL", t ? "destination" : "tensor");
+    return core_null_error("to_host: %s is NULL", t ? "destination" : "tensor");
   size_t need = (size_t)core_numel(t) * loom_dtype_size(t->dtype);
   if (nbytes < need)
     return core_set_error(LOOM_ERR_INVALID, "to_host: buffer of %zu bytes is too small for %s %s (%zu bytes)", nbytes,
@@ -219,13 +223,13 @@ double loom_item(const loom_tensor *t) {
 
 /* ---- copies ---- */
 int loom_fill_(loom_tensor *dst, double v) {
-  if (!dst) return core_set_error(LOOM_ERR_INVALID, "fill_: tensor is NULL");
+  if (!dst) return core_null_error("fill_: tensor is NULL");
   core_kctx k = {CORE_OP_fill, 0, 1, {0}, {dst}, {{0}, {v}}, NULL};
   return core_launch(&k);
 }
 
 int loom_copy_(loom_tensor *dst, const loom_tensor *src) {
-  if (!dst || !src) return core_set_error(LOOM_ERR_INVALID, "copy_: %s is NULL", dst ? "source" : "destination");
+  if (!dst || !src) return core_null_error("copy_: %s is NULL", dst ? "source" : "destination");
   loom_shape bs;
   if (!core_broadcast_shapes("copy_", dst->shape, src->shape, &bs)) return loom_last_status();
   if (!loom_shape_equal(bs, dst->shape))

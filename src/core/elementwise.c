@@ -174,7 +174,7 @@ static void minimum_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) { 
 static loom_tensor *binary(core_op op, core_backward_fn bw, int n_save, const loom_tensor *a, const loom_tensor *b) {
   const char *name = core_ops[op].name;
   if (!a || !b) {
-    core_set_error(LOOM_ERR_INVALID, "%s: %s input is NULL", name, a ? "second" : "first");
+    core_null_error("%s: %s input is NULL", name, a ? "second" : "first");
     return NULL;
   }
   if (!core_check_same_device(name, a, b)) return NULL;
@@ -227,7 +227,7 @@ COMPARE(logical_xor)
 static loom_tensor *with_scalar(loom_tensor *(*fn)(const loom_tensor *, const loom_tensor *), const char *name,
                                 const loom_tensor *a, double s) {
   if (!a) {
-    core_set_error(LOOM_ERR_INVALID, "%s: input is NULL", name);
+    core_null_error("%s: input is NULL", name);
     return NULL;
   }
   loom_dtype dt = a->dtype;
@@ -251,7 +251,7 @@ static void where_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
 
 loom_tensor *loom_where(const loom_tensor *cond, const loom_tensor *a, const loom_tensor *b) {
   if (!cond || !a || !b) {
-    core_set_error(LOOM_ERR_INVALID, "where: %s is NULL", !cond ? "cond" : !a ? "first input" : "second input");
+    core_null_error("where: %s is NULL", !cond ? "cond" : !a ? "first input" : "second input");
     return NULL;
   }
   if (cond->dtype != LOOM_BOOL) {
@@ -279,7 +279,7 @@ loom_tensor *loom_where(const loom_tensor *cond, const loom_tensor *a, const loo
 
 loom_tensor *loom_masked_fill(const loom_tensor *x, const loom_tensor *mask, double value) {
   if (!x || !mask) {
-    core_set_error(LOOM_ERR_INVALID, "masked_fill: %s is NULL", x ? "mask" : "input");
+    core_null_error("masked_fill: %s is NULL", x ? "mask" : "input");
     return NULL;
   }
   if (mask->dtype != LOOM_BOOL) {

@@ -16,6 +16,16 @@ loom_status core_set_error(loom_status status, const char *fmt, ...) {
   return status;
 }
 
+loom_status core_null_error(const char *fmt, ...) {
+  if (err_status != LOOM_OK) return err_status;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err_msg, sizeof err_msg, fmt, ap);
+  va_end(ap);
+  err_status = LOOM_ERR_INVALID;
+  return err_status;
+}
+
 const char *loom_last_error(void) { return err_msg; }
 loom_status loom_last_status(void) { return err_status; }
 

@@ -20,7 +20,7 @@ loom_status core_check_indices(const char *op, const loom_tensor *idx, int64_t s
 
 static bool check_index_tensor(const char *op, const loom_tensor *x, const loom_tensor *idx) {
   if (!x || !idx) {
-    core_set_error(LOOM_ERR_INVALID, "%s: %s is NULL", op, x ? "index" : "input");
+    core_null_error("%s: %s is NULL", op, x ? "index" : "input");
     return false;
   }
   if (idx->dtype != LOOM_I64 && idx->dtype != LOOM_I32) {
@@ -169,7 +169,7 @@ static void scatter_add_bw(core_node *n, const loom_tensor *g, loom_tensor **gin
 loom_tensor *loom_scatter_add(const loom_tensor *x, int dim, const loom_tensor *index, const loom_tensor *src) {
   if (!check_index_tensor("scatter_add", x, index)) return NULL;
   if (!src) {
-    core_set_error(LOOM_ERR_INVALID, "scatter_add: src is NULL");
+    core_null_error("scatter_add: src is NULL");
     return NULL;
   }
   if (!core_check_same_device("scatter_add", x, src)) return NULL;

@@ -108,7 +108,7 @@ static loom_tensor *matmul_nd(const loom_tensor *a, const loom_tensor *b) {
 
 loom_tensor *loom_matmul(const loom_tensor *a, const loom_tensor *b) {
   if (!a || !b) {
-    core_set_error(LOOM_ERR_INVALID, "matmul: %s input is NULL", a ? "second" : "first");
+    core_null_error("matmul: %s input is NULL", a ? "second" : "first");
     return NULL;
   }
   if (!core_check_same_device("matmul", a, b)) return NULL;
@@ -121,6 +121,23 @@ loom_tensor *loom_matmul(const loom_tensor *a, const loom_tensor *b) {
     core_set_error(LOOM_ERR_INVALID, "matmul: needs two floating operands of one dtype, got %s and %s",
                    loom_dtype_name(a->dtype), loom_dtype_name(b->dtype));
     return NULL;
+  }
+  int na = a->shape.ndim, nb = b->shape.ndim;
+  int64_t ka = a->shape.d[na - 1], kb = b->shape.d[nb == 1 ? 0 : nb - 2];
+  if (ka != kb) {
+    core_set_error(LOOM_ERR_INVALID, "matmul: shapes %s and %s cannot be multiplied (%lld != %lld)",
+                   loom_shape_str(a->shape), loom_shape_str(b->shape), (long long)ka, (long long)kb);
+    return NULL;
+  }
+  if (na > 2 && nb > 2) {
+    loom_shape ba = {na - 2, {0}}, bb = {nb - 2, {0}}, batch;
+    for (int i = 0; i < na - 2; i++) ba.d[i] = a->shape.d[i];
+    for (int i = 0; i < nb - 2; i++) bb.d[i] = b->shape.d[i];
+    if (!core_broadcast_shapes("matmul", ba, bb, &batch)) {
+      core_set_error(LOOM_ERR_INVALID, "matmul: batch dims of %s and %s cannot be broadcast together",
+                     loom_shape_str(a->shape), loom_shape_str(b->shape));
+      return NULL;
+    }
   }
   loom_scope_begin();
   if (a->storage->device.type == LOOM_CPU && (a->dtype == LOOM_F16 || a->dtype == LOOM_BF16)) {
@@ -142,7 +159,7 @@ loom_tensor *loom_matmul(const loom_tensor *a, const loom_tensor *b) {
 
 loom_tensor *loom_bmm(const loom_tensor *a, const loom_tensor *b) {
   if (!a || !b) {
-    core_set_error(LOOM_ERR_INVALID, "bmm: %s input is NULL", a ? "second" : "first");
+    core_null_error("bmm: %s input is NULL", a ? "second" : "first");
     return NULL;
   }
   if (a->shape.ndim != 3 || b->shape.ndim != 3 || a->shape.d[0] != b->shape.d[0]) {
@@ -156,7 +173,7 @@ loom_tensor *loom_bmm(const loom_tensor *a, const loom_tensor *b) {
 loom_tensor *loom_addmm(const loom_tensor *input, const loom_tensor *m1, const loom_tensor *m2, double beta,
                         double alpha) {
   if (!input || !m1 || !m2) {
-    core_set_error(LOOM_ERR_INVALID, "addmm: %s is NULL", !input ? "input" : !m1 ? "mat1" : "mat2");
+    core_null_error("addmm: %s is NULL", !input ? "input" : !m1 ? "mat1" : "mat2");
     return NULL;
   }
   if (m1->shape.ndim != 2 || m2->shape.ndim != 2) {
@@ -164,15 +181,21 @@ loom_tensor *loom_addmm(const loom_tensor *input, const loom_tensor *m1, const l
                    loom_shape_str(m2->shape));
     return NULL;
   }
+  loom_shape ps = LOOM_SHAPE(m1->shape.d[0], m2->shape.d[1]), bs;
+  if (m1->shape.d[1] != m2->shape.d[0]) {
+    core_set_error(LOOM_ERR_INVALID, "addmm: mat1 %s and mat2 %s cannot be multiplied", loom_shape_str(m1->shape),
+                   loom_shape_str(m2->shape));
+    return NULL;
+  }
+  if (!core_broadcast_shapes("addmm", input->shape, ps, &bs) || !loom_shape_equal(bs, ps)) {
+    core_set_error(LOOM_ERR_INVALID, "addmm: input of shape %s does not broadcast to the product's shape %s",
+                   loom_shape_str(input->shape), loom_shape_str(ps));
+    return NULL;
+  }
   loom_scope_begin();
   loom_tensor *p = loom_matmul(m1, m2);
   if (alpha != 1) p = loom_mul_scalar(p, alpha);
   loom_tensor *out = beta == 0 ? p : loom_add(beta == 1 ? input : loom_mul_scalar(input, beta), p);
-  if (out && !loom_shape_equal(out->shape, p->shape)) {
-    core_set_error(LOOM_ERR_INVALID, "addmm: input of shape %s does not broadcast to %s",
-                   loom_shape_str(input->shape), loom_shape_str(p->shape));
-    out = NULL;
-  }
   loom_keep(out);
   loom_scope_end();
   return out;

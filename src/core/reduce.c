@@ -154,6 +154,8 @@ loom_tensor *loom_var(const loom_tensor *x, const int *dims, int ndims, int corr
 
 loom_tensor *loom_std(const loom_tensor *x, const int *dims, int ndims, int correction, bool keepdim) {
   CORE_CHECK_NULL1("std", x);
+  bool mask[LOOM_MAX_DIMS];
+  if (!dim_mask("std", x, dims, ndims, mask)) return NULL;
   loom_scope_begin();
   loom_tensor *out = loom_keep(loom_sqrt(loom_var(x, dims, ndims, correction, keepdim)));
   loom_scope_end();
@@ -230,8 +232,8 @@ static void extreme_dim_bw(core_node *n, const loom_tensor *g, loom_tensor **gin
   gin[0] = loom_scatter_add(loom_zeros(n->in_shape[0], g->dtype, g->storage->device), d, idx, gk);
 }
 
-static loom_tensor *extreme(core_op op, const loom_tensor *x, int dim, bool keepdim, loom_tensor **indices) {
-  const char *name = core_ops[op].name;
+static loom_tensor *extreme(core_op op, const char *name, const loom_tensor *x, int dim, bool keepdim,
+                            loom_tensor **indices) {
   CORE_CHECK_NULL1(name, x);
   if (indices) *indices = NULL;
   loom_scope_begin();
@@ -269,34 +271,39 @@ static loom_tensor *extreme(core_op op, const loom_tensor *x, int dim, bool keep
 }
 
 loom_tensor *loom_max(const loom_tensor *x, int dim, bool keepdim, loom_tensor **indices) {
-  return extreme(CORE_OP_max, x, dim, keepdim, indices);
+  return extreme(CORE_OP_max, "max", x, dim, keepdim, indices);
 }
 loom_tensor *loom_min(const loom_tensor *x, int dim, bool keepdim, loom_tensor **indices) {
-  return extreme(CORE_OP_min, x, dim, keepdim, indices);
+  return extreme(CORE_OP_min, "min", x, dim, keepdim, indices);
 }
 
-static loom_tensor *arg_extreme(core_op op, const loom_tensor *x, int dim, bool keepdim) {
+static loom_tensor *arg_extreme(core_op op, const char *name, const loom_tensor *x, int dim, bool keepdim) {
   loom_tensor *idx = NULL;
   loom_scope_begin();
   loom_no_grad_begin();
-  loom_tensor *v = extreme(op, x, dim, keepdim, &idx);
+  loom_tensor *v = extreme(op, name, x, dim, keepdim, &idx);
   loom_no_grad_end();
   if (v) loom_keep(idx);
   loom_scope_end();
   return v ? idx : NULL;
 }
-loom_tensor *loom_argmax(const loom_tensor *x, int dim, bool keepdim) { return arg_extreme(CORE_OP_max, x, dim, keepdim); }
-loom_tensor *loom_argmin(const loom_tensor *x, int dim, bool keepdim) { return arg_extreme(CORE_OP_min, x, dim, keepdim); }
+loom_tensor *loom_argmax(const loom_tensor *x, int dim, bool keepdim) {
+  return arg_extreme(CORE_OP_max, "argmax", x, dim, keepdim);
+}
+loom_tensor *loom_argmin(const loom_tensor *x, int dim, bool keepdim) {
+  return arg_extreme(CORE_OP_min, "argmin", x, dim, keepdim);
+}
 
-static loom_tensor *extreme_all(core_op op, const loom_tensor *x) {
-  CORE_CHECK_NULL1(core_ops[op].name, x);
+static loom_tensor *extreme_all(core_op op, const char *name, const loom_tensor *x) {
+  CORE_CHECK_NULL1(name, x);
   loom_scope_begin();
-  loom_tensor *out = loom_keep(loom_reshape(extreme(op, loom_reshape(x, LOOM_SHAPE(-1)), 0, false, NULL), LOOM_SHAPE()));
+  loom_tensor *flat = loom_reshape(x, LOOM_SHAPE(-1));
+  loom_tensor *out = loom_keep(loom_reshape(extreme(op, name, flat, 0, false, NULL), LOOM_SHAPE()));
   loom_scope_end();
   return out;
 }
-loom_tensor *loom_max_all(const loom_tensor *x) { return extreme_all(CORE_OP_max, x); }
-loom_tensor *loom_min_all(const loom_tensor *x) { return extreme_all(CORE_OP_min, x); }
+loom_tensor *loom_max_all(const loom_tensor *x) { return extreme_all(CORE_OP_max, "max_all", x); }
+loom_tensor *loom_min_all(const loom_tensor *x) { return extreme_all(CORE_OP_min, "min_all", x); }
 
 /* ---- broadcast reduction for gradients ---- */
 loom_tensor *core_sum_to(const loom_tensor *g, loom_shape s) {

@@ -44,6 +44,15 @@ loom_status core_set_error(loom_status status, const char *fmt, ...)
 #endif
     ;
 
+/* For a NULL tensor argument: keeps the error of the failed call that most
+ * likely produced the NULL (so a chain reports its first failure), else
+ * records LOOM_ERR_INVALID with this message. Returns the status. */
+loom_status core_null_error(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
 /* ---- element access ---- */
 static inline void *core_ptr(const loom_tensor *t) {
   return (char *)t->storage->data + (size_t)t->offset * loom_dtype_size(t->dtype);

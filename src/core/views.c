@@ -6,7 +6,7 @@
 
 static bool null_in(const char *op, const loom_tensor *t) {
   if (t) return false;
-  core_set_error(LOOM_ERR_INVALID, "%s: input is NULL", op);
+  core_null_error("%s: input is NULL", op);
   return true;
 }
 
@@ -245,7 +245,13 @@ loom_tensor *loom_permute(const loom_tensor *t, const int *dims, int ndims) {
 
 loom_tensor *loom_transpose(const loom_tensor *t, int dim0, int dim1) {
   if (null_in("transpose", t)) return NULL;
-  if (t->shape.ndim == 0) return loom_reshape(t, t->shape);
+  if (t->shape.ndim == 0) { /* a 0-d tensor accepts dims 0 and -1 only, as in PyTorch */
+    if ((dim0 != 0 && dim0 != -1) || (dim1 != 0 && dim1 != -1)) {
+      core_set_error(LOOM_ERR_INVALID, "transpose: dims (%d, %d) out of range for a 0-d tensor", dim0, dim1);
+      return NULL;
+    }
+    return loom_reshape(t, t->shape);
+  }
   int a = core_norm_dim("transpose", t, dim0, false), b = core_norm_dim("transpose", t, dim1, false);
   if (a < 0 || b < 0) return NULL;
   int perm[LOOM_MAX_DIMS];
@@ -267,12 +273,18 @@ loom_tensor *loom_expand(const loom_tensor *t, loom_shape s) {
     return NULL;
   }
   int off = s.ndim - t->shape.ndim;
+  int64_t n = 1;
   for (int i = 0; i < s.ndim; i++) {
     if (s.d[i] == -1 && i >= off) s.d[i] = t->shape.d[i - off];
     if (s.d[i] < 0) {
       core_set_error(LOOM_ERR_INVALID, "expand: invalid size %lld in %s", (long long)s.d[i], loom_shape_str(s));
       return NULL;
     }
+    if (s.d[i] > 0 && n > (INT64_MAX / 16) / s.d[i]) {
+      core_set_error(LOOM_ERR_INVALID, "expand: shape %s has too many elements", loom_shape_str(s));
+      return NULL;
+    }
+    n *= s.d[i];
   }
   loom_tensor *v = core_expand_to(t, s);
   if (!v) return NULL;
@@ -385,7 +397,7 @@ loom_tensor *loom_cat(loom_tensor *const *ts, int n, int dim) {
   }
   for (int i = 0; i < n; i++)
     if (!ts[i]) {
-      core_set_error(LOOM_ERR_INVALID, "cat: tensor %d is NULL", i);
+      core_null_error("cat: tensor %d is NULL", i);
       return NULL;
     }
   const loom_tensor *t0 = ts[0];
@@ -445,6 +457,10 @@ loom_tensor *loom_stack(loom_tensor *const *ts, int n, int dim) {
                      ts[i] ? loom_shape_str(ts[i]->shape) : "NULL", loom_shape_str(ts[0]->shape));
       return NULL;
     }
+  if (ts[0]->shape.ndim >= LOOM_MAX_DIMS) {
+    core_set_error(LOOM_ERR_INVALID, "stack: inputs already have %d dims, the most a tensor can have", LOOM_MAX_DIMS);
+    return NULL;
+  }
   int d = core_norm_dim("stack", ts[0], dim, true);
   if (d < 0) return NULL;
   loom_scope_begin();
