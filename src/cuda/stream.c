@@ -1,0 +1,156 @@
+/* Streams and events. Each thread has its own current stream per device;
+ * NULL means the legacy default stream. Streams Loom creates are
+ * non-blocking: they do not wait on the legacy default stream, so ordering
+ * between streams is expressed with events. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <cuda_runtime_api.h>
+
+#include "cuda/cuda_backend.h"
+#include "cuda/cuda_util.h"
+
+struct loom_stream {
+  loom_device dev;
+  cudaStream_t stream;
+};
+
+struct loom_event {
+  loom_device dev;
+  cudaEvent_t event;
+};
+
+static _Thread_local loom_stream *current[CUDA_MAX_DEVICES];
+
+static loom_status check_cuda_device(const char *fn, loom_device dev) {
+  if (dev.type != LOOM_CUDA)
+    return core_set_error(LOOM_ERR_INVALID, "%s: streams and events exist only on CUDA devices (got %s)",
+                          fn, loom_device_name(dev));
+  loom_status st = cuda_check_device(dev.index);
+  if (!st) st = cuda_set_device(dev.index);
+  if (st) {
+    char why[256];
+    snprintf(why, sizeof why, "%s", loom_last_error());
+    core_set_error(st, "%s: %s", fn, why);
+  }
+  return st;
+}
+
+void *cuda_current_stream(int index) {
+  if (index < 0 || index >= CUDA_MAX_DEVICES || !current[index]) return NULL;
+  return current[index]->stream;
+}
+
+loom_stream *loom_current_stream(loom_device dev) {
+  if (dev.type != LOOM_CUDA || dev.index < 0 || dev.index >= CUDA_MAX_DEVICES) return NULL;
+  return current[dev.index];
+}
+
+void loom_set_current_stream(loom_device dev, loom_stream *s) {
+  if (dev.type != LOOM_CUDA) {
+    if (s) core_set_error(LOOM_ERR_INVALID, "loom_set_current_stream: %s has no streams", loom_device_name(dev));
+    return;
+  }
+  if (dev.index < 0 || dev.index >= CUDA_MAX_DEVICES) {
+    cuda_check_device(dev.index);
+    return;
+  }
+  if (s && !loom_device_equal(s->dev, dev)) {
+    char want[32];
+    snprintf(want, sizeof want, "%s", loom_device_name(dev));
+    core_set_error(LOOM_ERR_INVALID, "loom_set_current_stream: the stream belongs to %s, not %s",
+                   loom_device_name(s->dev), want);
+    return;
+  }
+  current[dev.index] = s;
+}
+
+loom_stream *loom_stream_create(loom_device dev) {
+  if (check_cuda_device("loom_stream_create", dev)) return NULL;
+  cudaStream_t cs;
+  if (CUDA_CHECK(cudaStreamCreateWithFlags(&cs, cudaStreamNonBlocking))) return NULL;
+  loom_stream *s = malloc(sizeof *s);
+  if (!s) {
+    cudaStreamDestroy(cs);
+    core_set_error(LOOM_ERR_OOM, "loom_stream_create: out of host memory");
+    return NULL;
+  }
+  s->dev = dev;
+  s->stream = cs;
+  return s;
+}
+
+void loom_stream_destroy(loom_stream *s) {
+  if (!s) return;
+  if (current[s->dev.index] == s) current[s->dev.index] = NULL;
+  CUDA_CHECK(cudaStreamDestroy(s->stream));
+  free(s);
+}
+
+int loom_stream_synchronize(loom_stream *s) {
+  if (s) return CUDA_CHECK(cudaStreamSynchronize(s->stream));
+  if (cuda_device_count() == 0) return LOOM_OK; /* nothing can be pending */
+  return CUDA_CHECK(cudaStreamSynchronize(NULL));
+}
+
+loom_event *loom_event_create(loom_device dev) {
+  if (check_cuda_device("loom_event_create", dev)) return NULL;
+  cudaEvent_t ce;
+  if (CUDA_CHECK(cudaEventCreateWithFlags(&ce, cudaEventDefault))) return NULL;
+  loom_event *e = malloc(sizeof *e);
+  if (!e) {
+    cudaEventDestroy(ce);
+    core_set_error(LOOM_ERR_OOM, "loom_event_create: out of host memory");
+    return NULL;
+  }
+  e->dev = dev;
+  e->event = ce;
+  return e;
+}
+
+void loom_event_destroy(loom_event *e) {
+  if (!e) return;
+  CUDA_CHECK(cudaEventDestroy(e->event));
+  free(e);
+}
+
+/* s == NULL stands for the current stream of the event's device. */
+static cudaStream_t stream_or_current(loom_stream *s, const loom_event *e) {
+  return s ? s->stream : (cudaStream_t)cuda_current_stream(e->dev.index);
+}
+
+int loom_event_record(loom_event *e, loom_stream *s) {
+  if (!e) return core_set_error(LOOM_ERR_INVALID, "loom_event_record: event is NULL");
+  if (s && !loom_device_equal(s->dev, e->dev)) {
+    char ev_dev[32];
+    snprintf(ev_dev, sizeof ev_dev, "%s", loom_device_name(e->dev));
+    return core_set_error(LOOM_ERR_INVALID, "loom_event_record: event on %s, stream on %s", ev_dev,
+                          loom_device_name(s->dev));
+  }
+  loom_status st = cuda_set_device(e->dev.index);
+  if (st) return st;
+  return CUDA_CHECK(cudaEventRecord(e->event, stream_or_current(s, e)));
+}
+
+int loom_stream_wait_event(loom_stream *s, loom_event *e) {
+  if (!e) return core_set_error(LOOM_ERR_INVALID, "loom_stream_wait_event: event is NULL");
+  loom_status st = cuda_set_device(s ? s->dev.index : e->dev.index);
+  if (st) return st;
+  return CUDA_CHECK(cudaStreamWaitEvent(stream_or_current(s, e), e->event, 0));
+}
+
+int loom_event_synchronize(loom_event *e) {
+  if (!e) return core_set_error(LOOM_ERR_INVALID, "loom_event_synchronize: event is NULL");
+  return CUDA_CHECK(cudaEventSynchronize(e->event));
+}
+
+float loom_event_elapsed_ms(loom_event *start, loom_event *end) {
+  if (!start || !end) {
+    core_set_error(LOOM_ERR_INVALID, "loom_event_elapsed_ms: event is NULL");
+    return NAN;
+  }
+  float ms = 0.0f;
+  if (CUDA_CHECK(cudaEventElapsedTime(&ms, start->event, end->event))) return NAN;
+  return ms;
+}
