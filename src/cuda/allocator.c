@@ -1,5 +1,6 @@
 /* Device memory: one caching allocator per device (created on first use),
- * a pinned host pool, and memset / memcpy on the current stream. */
+ * a pinned host pool, memset on the current stream, and memcpy: host <->
+ * device on the device's copy stream, device -> device on the current one. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -155,9 +156,36 @@ loom_status cuda_memset(int index, void *p, int value, size_t nbytes) {
   return CUDA_CHECK(cudaMemsetAsync(p, value, nbytes, (cudaStream_t)cuda_current_stream(index)));
 }
 
+/* One host <-> device copy on the copy stream of device `dev`, ordered by
+ * events: the copy first waits for the work already queued on the current
+ * stream (which may still use or produce the device memory), and the current
+ * stream then waits for the copy (so that later kernels, and later users of
+ * the memory once it is freed to the pool, come after it). Device -> host
+ * returns once the copy is done. The events live for this call only. */
+static loom_status copy_stream_memcpy(int dev, void *dst, const void *src, size_t nbytes, enum cudaMemcpyKind kind) {
+  loom_status st = cuda_check_device(dev);
+  if (!st) st = cuda_set_device(dev);
+  if (st) return st;
+  cudaStream_t compute = (cudaStream_t)cuda_current_stream(dev), copy = (cudaStream_t)cuda_copy_stream(dev);
+  if (!copy) return loom_last_status();
+  cudaEvent_t queued = NULL, copied = NULL;
+  st = CUDA_CHECK(cudaEventCreateWithFlags(&queued, cudaEventDisableTiming));
+  if (!st) st = CUDA_CHECK(cudaEventCreateWithFlags(&copied, cudaEventDisableTiming));
+  if (!st) st = CUDA_CHECK(cudaEventRecord(queued, compute));
+  if (!st) st = CUDA_CHECK(cudaStreamWaitEvent(copy, queued, 0));
+  if (!st) st = CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, kind, copy));
+  if (!st) st = CUDA_CHECK(cudaEventRecord(copied, copy));
+  if (!st) st = CUDA_CHECK(cudaStreamWaitEvent(compute, copied, 0));
+  if (!st && kind == cudaMemcpyDeviceToHost) st = CUDA_CHECK(cudaEventSynchronize(copied));
+  if (queued) cudaEventDestroy(queued); /* released by CUDA once the event has completed */
+  if (copied) cudaEventDestroy(copied);
+  return st;
+}
+
 /* Host -> device returns once the source has been read when it is pageable
  * memory; from pinned memory the copy may still be running, so the caller
- * keeps the source alive (and unchanged) until the stream passes it. */
+ * keeps the source alive (and unchanged) until the current stream passes it.
+ * Device -> device runs on the current stream. */
 loom_status cuda_memcpy(void *dst, loom_device dst_dev, const void *src, loom_device src_dev, size_t nbytes) {
   if (nbytes == 0) return LOOM_OK;
   bool dst_gpu = dst_dev.type == LOOM_CUDA, src_gpu = src_dev.type == LOOM_CUDA;
@@ -166,17 +194,10 @@ loom_status cuda_memcpy(void *dst, loom_device dst_dev, const void *src, loom_de
     memcpy(dst, src, nbytes);
     return LOOM_OK;
   }
-  if (dst_gpu && !src_gpu) {
-    if ((st = cuda_check_device(dst_dev.index)) || (st = cuda_set_device(dst_dev.index))) return st;
-    cudaStream_t s = (cudaStream_t)cuda_current_stream(dst_dev.index);
-    return CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, s));
-  }
+  if (!src_gpu) return copy_stream_memcpy(dst_dev.index, dst, src, nbytes, cudaMemcpyHostToDevice);
+  if (!dst_gpu) return copy_stream_memcpy(src_dev.index, dst, src, nbytes, cudaMemcpyDeviceToHost);
   if ((st = cuda_check_device(src_dev.index)) || (st = cuda_set_device(src_dev.index))) return st;
   cudaStream_t s = (cudaStream_t)cuda_current_stream(src_dev.index);
-  if (!dst_gpu) {
-    if ((st = CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, s)))) return st;
-    return CUDA_CHECK(cudaStreamSynchronize(s));
-  }
   if (dst_dev.index == src_dev.index)
     return CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice, s));
   /* Between devices (rare): wait for both sides, copy, wait again, so neither

@@ -111,11 +111,11 @@ template <loom_dtype DT> loom_status where_kernel(const core_kctx *k) {
     return core_set_error(LOOM_ERR_INVALID, "where: CUDA kernel for %s got a %s, b %s, cond %s, out %s",
                           loom_dtype_name(DT), loom_dtype_name(a->dtype), loom_dtype_name(b->dtype),
                           loom_dtype_name(cond->dtype), loom_dtype_name(out->dtype));
+  loom_status st = check_same_shapes(k, 3);
   const int64_t n = core_numel(out);
-  if (n == 0) return LOOM_OK;
+  if (st || n == 0) return st;
   const int dev = kernel_device(k);
-  loom_status st = cuda_set_device(dev);
-  if (st) return st;
+  if ((st = cuda_set_device(dev))) return st;
   const int64_t *strides[4] = {out->strides, a->strides, b->strides, cond->strides};
   GeomHost<4> g = geom_make<4>(out->shape, strides);
   S *po = static_cast<S *>(core_ptr(out));

@@ -10,17 +10,44 @@ struct Identity {
   template <class T> __device__ T operator()(T x) const { return x; }
 };
 
-template <loom_dtype DTI, loom_dtype DTO> loom_status copy_typed(const core_kctx *k) {
-  const loom_tensor *in = k->in[0], *out = k->out[0];
-  if (DTI == DTO && core_is_contiguous(in) && core_is_contiguous(out)) {
-    size_t nbytes = (size_t)core_numel(out) * sizeof(typename dt<DTO>::S);
-    if (nbytes == 0) return LOOM_OK;
-    loom_status st = cuda_set_device(kernel_device(k));
-    if (st) return st;
-    return CUDA_CHECK(cudaMemcpyAsync(core_ptr(out), core_ptr(in), nbytes, cudaMemcpyDeviceToDevice,
-                                      (cudaStream_t)k->stream));
+// out = in element by element as raw bits: same-dtype copies keep NaN
+// payloads and bool bytes as they are, as on the CPU.
+template <class T, class IT>
+__global__ void __launch_bounds__(kThreads) move_map(IT n, Geom<2, IT> g, T *out, const T *in) {
+  const IT step = (IT)gridDim.x * blockDim.x;
+  for (IT i = (IT)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) {
+    IT off[2];
+    geom_offsets(g, i, off);
+    out[off[0]] = in[off[1]];
   }
-  return map_launch<DTI, DTO, 1>(k, Identity{});
+}
+
+template <class T> loom_status move_bits(const core_kctx *k) {
+  const loom_tensor *in = k->in[0], *out = k->out[0];
+  loom_status st = check_same_shapes(k, 1);
+  const int64_t n = core_numel(out);
+  if (st || n == 0) return st;
+  const int dev = kernel_device(k);
+  if ((st = cuda_set_device(dev))) return st;
+  const int64_t *strides[2] = {out->strides, in->strides};
+  GeomHost<2> g = geom_make<2>(out->shape, strides);
+  T *po = static_cast<T *>(core_ptr(out));
+  const T *pi = static_cast<const T *>(core_ptr(in));
+  cudaStream_t stream = (cudaStream_t)k->stream;
+  if (geom_contiguous(g))
+    return CUDA_CHECK(cudaMemcpyAsync(po, pi, (size_t)n * sizeof(T), cudaMemcpyDeviceToDevice, stream));
+  if (geom_fits32(g, n))
+    move_map<<<grid_for(n, dev), kThreads, 0, stream>>>((uint32_t)n, geom_to<uint32_t>(g), po, pi);
+  else
+    move_map<<<grid_for(n, dev), kThreads, 0, stream>>>(n, geom_to<int64_t>(g), po, pi);
+  return CUDA_CHECK_LAUNCH("copy");
+}
+
+template <loom_dtype DTI, loom_dtype DTO> loom_status copy_typed(const core_kctx *k) {
+  if constexpr (DTI == DTO)
+    return move_bits<typename Bits<sizeof(typename dt<DTI>::S)>::T>(k);
+  else
+    return map_launch<DTI, DTO, 1>(k, Identity{});
 }
 
 template <loom_dtype DTI> loom_status copy_from(const core_kctx *k) {

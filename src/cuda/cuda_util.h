@@ -36,6 +36,9 @@ loom_status cuda_set_device(int index);
 int cuda_sm_count(int index);
 /* Compute capability major of device `index` (cached; 0 when unknown). */
 int cuda_cc_major(int index);
+/* The copy stream of device `index` (a cudaStream_t), created on first use,
+ * non-blocking; the device must be current. NULL + error on failure. */
+void *cuda_copy_stream(int index);
 
 /* matmul.c */
 loom_status cuda_matmul(const core_kctx *k);

@@ -9,13 +9,6 @@
 
 namespace {
 
-// Element moves only need the element size.
-template <int SIZE> struct Bits;
-template <> struct Bits<1> { using T = uint8_t; };
-template <> struct Bits<2> { using T = uint16_t; };
-template <> struct Bits<4> { using T = uint32_t; };
-template <> struct Bits<8> { using T = uint64_t; };
-
 __device__ __forceinline__ int64_t clamp_index(int64_t j, int64_t D) { return j < 0 ? 0 : j >= D ? D - 1 : j; }
 
 // out[o, k, i] = x[o, index[k], i]
@@ -89,62 +82,91 @@ template <int SIZE> loom_status gather_kernel(const core_kctx *k) {
 
 // ---- scatter_add: out[o, index[o, k, i], i] += src[o, k, i] ----
 
-template <class S> constexpr bool kHasAtomicAdd = !std::is_same<S, uint8_t>::value;
+// f16 / bf16 accumulate in an f32 copy of out, rounded once at the end (as
+// on the CPU); the other dtypes accumulate in out itself.
+template <loom_dtype DT>
+using acc_of = typename std::conditional<DT == LOOM_F16 || DT == LOOM_BF16, float, typename dt<DT>::S>::type;
 
-template <class S> __device__ __forceinline__ void atomic_add(S *p, S v) {
-  if constexpr (std::is_same<S, int64_t>::value)
+template <class A> constexpr bool kHasAtomicAdd = !std::is_same<A, uint8_t>::value;
+
+template <class A> __device__ __forceinline__ void atomic_add(A *p, A v) {
+  if constexpr (std::is_same<A, int64_t>::value)
     atomicAdd(reinterpret_cast<unsigned long long *>(p), (unsigned long long)v);
   else
     atomicAdd(p, v);
 }
 
 // One thread per source element, adding with atomics (order not fixed).
-template <class S>
-__global__ void __launch_bounds__(kThreads)
-    scatter_add_atomic(S *out, const S *src, const int64_t *idx, int64_t O, int64_t D, int64_t I, int64_t K) {
+template <loom_dtype DT, class A>
+__global__ void __launch_bounds__(kThreads) scatter_add_atomic(A *out, const typename dt<DT>::S *src, const int64_t *idx,
+                                                                int64_t O, int64_t D, int64_t I, int64_t K) {
   const int64_t n = O * K * I, step = (int64_t)gridDim.x * blockDim.x;
   for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += step) {
     const int64_t d = idx[e], i = e % I, o = e / (K * I);
-    if (d >= 0 && d < D) atomic_add(&out[(o * D + d) * I + i], src[e]);
+    if (d >= 0 && d < D) atomic_add(&out[(o * D + d) * I + i], (A)dt<DT>::load(src[e]));
   }
 }
 
 // One thread per (o, i) column adding its K sources in order: deterministic, no atomics.
-template <loom_dtype DT>
-__global__ void __launch_bounds__(kThreads) scatter_add_ordered(typename dt<DT>::S *out, const typename dt<DT>::S *src,
-                                                                 const int64_t *idx, int64_t O, int64_t D, int64_t I,
-                                                                 int64_t K) {
+template <loom_dtype DT, class A>
+__global__ void __launch_bounds__(kThreads) scatter_add_ordered(A *out, const typename dt<DT>::S *src, const int64_t *idx,
+                                                                 int64_t O, int64_t D, int64_t I, int64_t K) {
   const int64_t n = O * I, step = (int64_t)gridDim.x * blockDim.x;
   for (int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; c < n; c += step) {
     const int64_t i = c % I, o = c / I;
     for (int64_t kk = 0; kk < K; kk++) {
       const int64_t e = (o * K + kk) * I + i, d = idx[e];
       if (d < 0 || d >= D) continue;
-      typename dt<DT>::S *p = &out[(o * D + d) * I + i];
-      *p = dt<DT>::store(dt<DT>::load(*p) + dt<DT>::load(src[e]));
+      A *p = &out[(o * D + d) * I + i];
+      *p = (A)(*p + (A)dt<DT>::load(src[e]));
     }
   }
 }
 
+// f32 <-> f16 / bf16 for the accumulator copy.
+template <loom_dtype DT> __global__ void __launch_bounds__(kThreads) widen(float *dst, const typename dt<DT>::S *src, int64_t n) {
+  const int64_t step = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += step) dst[e] = dt<DT>::load(src[e]);
+}
+template <loom_dtype DT> __global__ void __launch_bounds__(kThreads) narrow(typename dt<DT>::S *dst, const float *src, int64_t n) {
+  const int64_t step = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += step) dst[e] = dt<DT>::store(src[e]);
+}
+
 template <loom_dtype DT> loom_status scatter_add_kernel(const core_kctx *k) {
   using S = typename dt<DT>::S;
+  using A = acc_of<DT>;
+  constexpr bool in_place = std::is_same<A, S>::value;
   const int64_t O = k->a.i[0], D = k->a.i[1], I = k->a.i[2], K = k->a.i[3];
   const loom_tensor *src = k->in[0], *index = k->in[1], *out = k->out[0];
   loom_status st = check_index(k, out, src, false);
   if (st || O * K * I == 0) return st;
   const int dev = kernel_device(k);
+  const int64_t n_out = O * D * I;
   S *po = static_cast<S *>(core_ptr(out));
   const S *ps = static_cast<const S *>(core_ptr(src));
   const int64_t *pi = static_cast<const int64_t *>(core_ptr(index));
   cudaStream_t stream = (cudaStream_t)k->stream;
-  if constexpr (kHasAtomicAdd<S>) {
+  A *acc;
+  if constexpr (in_place) {
+    acc = po;
+  } else {
+    acc = static_cast<A *>(cuda_alloc(dev, (size_t)n_out * sizeof(A)));
+    if (!acc) return loom_last_status();
+    widen<DT><<<grid_for(n_out, dev), kThreads, 0, stream>>>(acc, po, n_out);
+  }
+  bool ordered = true;
+  if constexpr (kHasAtomicAdd<A>) {
     if (!loom_deterministic()) {
-      scatter_add_atomic<S><<<grid_for(O * K * I, dev), kThreads, 0, stream>>>(po, ps, pi, O, D, I, K);
-      return CUDA_CHECK_LAUNCH("scatter_add");
+      scatter_add_atomic<DT><<<grid_for(O * K * I, dev), kThreads, 0, stream>>>(acc, ps, pi, O, D, I, K);
+      ordered = false;
     }
   }
-  scatter_add_ordered<DT><<<grid_for(O * I, dev), kThreads, 0, stream>>>(po, ps, pi, O, D, I, K);
-  return CUDA_CHECK_LAUNCH("scatter_add");
+  if (ordered) scatter_add_ordered<DT><<<grid_for(O * I, dev), kThreads, 0, stream>>>(acc, ps, pi, O, D, I, K);
+  if constexpr (!in_place) narrow<DT><<<grid_for(n_out, dev), kThreads, 0, stream>>>(po, acc, n_out);
+  st = CUDA_CHECK_LAUNCH("scatter_add");
+  if constexpr (!in_place) cuda_free(dev, acc); /* stream-ordered: later work on this stream reuses it */
+  return st;
 }
 
 // ---- one_hot: out[n, c] = index[n] == c ----

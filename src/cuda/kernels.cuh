@@ -9,6 +9,8 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include <type_traits>
+
 #include "cuda/cuda_backend.h"
 #include "cuda/cuda_util.h"
 
@@ -49,9 +51,21 @@ template <> struct dt<LOOM_BOOL> {
   static __device__ __forceinline__ S store(C c) { return c ? 1 : 0; }
 };
 
-// Conversion between arithmetic types (to bool: x != 0).
+// An unsigned type of SIZE bytes, for moves that only need the element size.
+template <int SIZE> struct Bits;
+template <> struct Bits<1> { using T = uint8_t; };
+template <> struct Bits<2> { using T = uint16_t; };
+template <> struct Bits<4> { using T = uint32_t; };
+template <> struct Bits<8> { using T = uint64_t; };
+
+// Conversion between arithmetic types (to bool: x != 0). Floats go to u8
+// through i64, as on the CPU, so that negative values wrap instead of
+// saturating (a direct conversion is undefined there).
 template <class To, class From> __device__ __forceinline__ To cvt(From x) {
-  return static_cast<To>(x);
+  if constexpr (std::is_same<To, uint8_t>::value && std::is_floating_point<From>::value)
+    return static_cast<uint8_t>(static_cast<int64_t>(x));
+  else
+    return static_cast<To>(x);
 }
 
 // Stores v as element `off` of p, whose dtype is only known at run time.
@@ -68,7 +82,7 @@ template <class A> __device__ __forceinline__ void store_as(void *p, int64_t off
   }
 }
 
-template <class T> __device__ __forceinline__ bool is_nan(T x) { return x != x; }
+template <class T> __host__ __device__ __forceinline__ bool is_nan(T x) { return x != x; }
 
 // Float maths by overload (float -> the f-suffixed function), and a + b * c
 // rounded twice (never fused), as the CPU computes it.
@@ -158,20 +172,18 @@ template <class IT, int N> Geom<N, IT> geom_to(const GeomHost<N> &h) {
   return g;
 }
 
-// Element offsets of each operand for logical (row-major) index i.
+// Element offsets of each operand for logical (row-major) index i. (The
+// loops over the N operands have a constant trip count: nvcc unrolls them.)
 template <int N, class IT>
-__device__ __forceinline__ void geom_offsets(const Geom<N, IT> &g, IT i, IT (&off)[N]) {
+__host__ __device__ __forceinline__ void geom_offsets(const Geom<N, IT> &g, IT i, IT (&off)[N]) {
   if (g.ndim <= 1) {
-#pragma unroll
     for (int k = 0; k < N; k++) off[k] = g.ndim ? i * g.stride[k][0] : 0;
     return;
   }
-#pragma unroll
   for (int k = 0; k < N; k++) off[k] = 0;
   for (int d = g.ndim - 1; d >= 0; d--) {
     IT q = i / g.size[d], r = i - q * g.size[d];
     i = q;
-#pragma unroll
     for (int k = 0; k < N; k++) off[k] += r * g.stride[k][d];
   }
 }
@@ -194,6 +206,15 @@ inline int kernel_device(const core_kctx *k) {
 }
 
 inline bool aligned_to(const void *p, size_t bytes) { return (uintptr_t)p % bytes == 0; }
+
+// Elementwise kernels index in[0..n) with out's geometry: their shapes must match.
+inline loom_status check_same_shapes(const core_kctx *k, int n) {
+  for (int i = 0; i < n; i++)
+    if (!loom_shape_equal(k->in[i]->shape, k->out[0]->shape))
+      return core_set_error(LOOM_ERR_INVALID, "%s: input %d has shape %s, the output %s", core_ops[k->op].name, i,
+                            loom_shape_str(k->in[i]->shape), loom_shape_str(k->out[0]->shape));
+  return LOOM_OK;
+}
 
 #define LOOM_FLOATS LOOM_F32, LOOM_F64, LOOM_F16, LOOM_BF16
 #define LOOM_INTS LOOM_I32, LOOM_I64

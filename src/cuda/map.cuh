@@ -81,11 +81,11 @@ template <loom_dtype DTI, loom_dtype DTO, int NIN, class F> loom_status map_laun
     return core_set_error(LOOM_ERR_INVALID, "%s: CUDA kernel for %s inputs got %s -> %s",
                           core_ops[k->op].name, loom_dtype_name(DTI), loom_dtype_name(k->in[0]->dtype),
                           loom_dtype_name(out->dtype));
+  loom_status st = check_same_shapes(k, NIN);
   const int64_t n = core_numel(out);
-  if (n == 0) return LOOM_OK;
+  if (st || n == 0) return st;
   const int dev = kernel_device(k);
-  loom_status st = cuda_set_device(dev);
-  if (st) return st;
+  if ((st = cuda_set_device(dev))) return st;
   cudaStream_t stream = (cudaStream_t)k->stream;
 
   const int64_t *strides[NIN + 1] = {out->strides};

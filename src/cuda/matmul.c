@@ -2,8 +2,9 @@
  * cuBLAS is column-major, so it computes out^T = op(B)^T op(A)^T: the
  * row-major buffers read as column-major are already the transposes.
  * f32 uses TF32 tensor cores only when loom_tf32() is on; f16 / bf16
- * accumulate in f32. One handle per thread and device, made on first use;
- * the workspace comes from the device's pool on every call. */
+ * accumulate in f32, split-K reductions included. One handle per thread and
+ * device, made on first use; the workspace comes from the device's pool on
+ * every call. */
 #include <limits.h>
 #include <stdint.h>
 
@@ -16,11 +17,14 @@ static _Thread_local cublasHandle_t handles[CUDA_MAX_DEVICES];
 
 static loom_status get_handle(int dev, cublasHandle_t *out) {
   if (!handles[dev]) {
-    loom_status st = CUBLAS_CHECK(cublasCreate(&handles[dev]));
+    cublasHandle_t h = NULL;
+    loom_status st = CUBLAS_CHECK(cublasCreate(&h));
+    if (!st) st = CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION));
     if (st) {
-      handles[dev] = NULL;
+      if (h) cublasDestroy(h);
       return st;
     }
+    handles[dev] = h;
   }
   *out = handles[dev];
   return LOOM_OK;

@@ -31,14 +31,14 @@ template <class A> struct Item {
 };
 
 template <class A, int K> struct Reducer {
-  static __device__ __forceinline__ Item<A> identity() {
+  static __host__ __device__ __forceinline__ Item<A> identity() {
     using L = std::numeric_limits<A>;
     if constexpr (K == kSum) return {A(0), 0};
     else if constexpr (K == kMax) return {L::has_infinity ? -L::infinity() : L::lowest(), INT64_MAX};
     else return {L::has_infinity ? L::infinity() : L::max(), INT64_MAX};
   }
   // Commutative and associative: NaN beats numbers, then the better value, then the lower index.
-  static __device__ __forceinline__ Item<A> combine(Item<A> a, Item<A> b) {
+  static __host__ __device__ __forceinline__ Item<A> combine(Item<A> a, Item<A> b) {
     if constexpr (K == kSum) {
       return {a.v + b.v, 0};
     } else {

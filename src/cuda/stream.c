@@ -1,8 +1,11 @@
 /* Streams and events. Each thread has its own current stream per device;
- * NULL means the legacy default stream. Streams Loom creates are
+ * NULL means the legacy default stream. Each device also has one copy stream
+ * for host <-> device transfers (see cuda_memcpy). Streams Loom creates are
  * non-blocking: they do not wait on the legacy default stream, so ordering
  * between streams is expressed with events. */
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -22,6 +25,8 @@ struct loom_event {
 };
 
 static _Thread_local loom_stream *current[CUDA_MAX_DEVICES];
+static _Atomic(cudaStream_t) copy_streams[CUDA_MAX_DEVICES];
+static pthread_mutex_t copy_streams_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static loom_status check_cuda_device(const char *fn, loom_device dev) {
   if (dev.type != LOOM_CUDA)
@@ -40,6 +45,26 @@ static loom_status check_cuda_device(const char *fn, loom_device dev) {
 void *cuda_current_stream(int index) {
   if (index < 0 || index >= CUDA_MAX_DEVICES || !current[index]) return NULL;
   return current[index]->stream;
+}
+
+void *cuda_copy_stream(int index) {
+  if (index < 0 || index >= CUDA_MAX_DEVICES) {
+    cuda_check_device(index);
+    return NULL;
+  }
+  cudaStream_t s = atomic_load(&copy_streams[index]);
+  if (s) return s;
+  pthread_mutex_lock(&copy_streams_lock);
+  s = atomic_load(&copy_streams[index]);
+  if (!s) {
+    cudaStream_t made = NULL;
+    if (CUDA_CHECK(cudaStreamCreateWithFlags(&made, cudaStreamNonBlocking)) == LOOM_OK) {
+      s = made;
+      atomic_store(&copy_streams[index], s);
+    }
+  }
+  pthread_mutex_unlock(&copy_streams_lock);
+  return s;
 }
 
 loom_stream *loom_current_stream(loom_device dev) {
@@ -81,9 +106,12 @@ loom_stream *loom_stream_create(loom_device dev) {
   return s;
 }
 
+/* Waits for the stream's work first: the device pool keys cached blocks by
+ * stream handle, and a later stream may be given the same handle. */
 void loom_stream_destroy(loom_stream *s) {
   if (!s) return;
   if (current[s->dev.index] == s) current[s->dev.index] = NULL;
+  CUDA_CHECK(cudaStreamSynchronize(s->stream));
   CUDA_CHECK(cudaStreamDestroy(s->stream));
   free(s);
 }
