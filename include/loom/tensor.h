@@ -26,7 +26,9 @@ typedef struct loom_shape { int ndim; int64_t d[LOOM_MAX_DIMS]; } loom_shape;
 
 /* LOOM_SHAPE(2, 3) -> a 2-d shape; LOOM_SHAPE() -> a 0-d (scalar) shape. */
 #define LOOM__NARGS_(_0, _1, _2, _3, _4, _5, _6, _7, _8, N, ...) N
-#define LOOM__NARGS(...) LOOM__NARGS_(_0, ##__VA_ARGS__, 8, 7, 6, 5, 4, 3, 2, 1, 0)
+/* __VA_OPT__ counts zero arguments right in every mode of gcc, clang and nvcc
+ * (strict -std=c11 / c++17 included), where the older ", ##__VA_ARGS__" does not. */
+#define LOOM__NARGS(...) LOOM__NARGS_(_0 __VA_OPT__(, ) __VA_ARGS__, 8, 7, 6, 5, 4, 3, 2, 1, 0)
 #ifdef __cplusplus
 #define LOOM_SHAPE(...) (loom_shape{LOOM__NARGS(__VA_ARGS__), {__VA_ARGS__}})
 #else

@@ -125,6 +125,7 @@ void loom_zero_grad(loom_tensor *t) {
 }
 int loom_set_grad(loom_tensor *t, loom_tensor *g) {
   if (!t) return core_null_error("set_grad: tensor is NULL");
+  if (g == t) return core_set_error(LOOM_ERR_INVALID, "set_grad: a tensor cannot be its own gradient");
   if (g && !loom_shape_equal(g->shape, t->shape))
     return core_set_error(LOOM_ERR_INVALID, "set_grad: gradient shape %s does not match tensor shape %s",
                           loom_shape_str(g->shape), loom_shape_str(t->shape));

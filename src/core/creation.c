@@ -131,7 +131,7 @@ loom_tensor *loom_randint(int64_t low, int64_t high, loom_shape s, loom_dtype dt
     core_set_error(LOOM_ERR_INVALID, "randint: dtype %s is not i32, i64 or u8", loom_dtype_name(dt));
     return NULL;
   }
-  if (high <= low || high - low > 4294967296LL) {
+  if (high <= low || (uint64_t)high - (uint64_t)low > 4294967296ULL) {
     core_set_error(LOOM_ERR_INVALID, "randint: need low < high with a range of at most 2^32 (got [%lld, %lld))",
                    (long long)low, (long long)high);
     return NULL;
@@ -141,7 +141,7 @@ loom_tensor *loom_randint(int64_t low, int64_t high, loom_shape s, loom_dtype dt
 
 /* ---- host transfers ---- */
 loom_tensor *loom_from_host(const void *data, loom_shape s, loom_dtype dt, loom_device dev) {
-  if (!data && loom_shape_numel(s) > 0) {
+  if (!data && loom_shape_numel(s) != 0) {
     core_set_error(LOOM_ERR_INVALID, "from_host: data is NULL");
     return NULL;
   }

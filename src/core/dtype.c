@@ -21,6 +21,7 @@ bool loom_dtype_is_float(loom_dtype dt) {
 
 /* PyTorch's promotion for same-category and mixed operands (no scalars). */
 loom_dtype loom_promote_types(loom_dtype a, loom_dtype b) {
+  if ((unsigned)a >= LOOM_DTYPE_COUNT || (unsigned)b >= LOOM_DTYPE_COUNT) return LOOM_DTYPE_COUNT;
   if (a == b) return a;
   bool fa = loom_dtype_is_float(a), fb = loom_dtype_is_float(b);
   if (fa && !fb) return a;
@@ -69,8 +70,10 @@ const char *loom_device_name(loom_device dev) {
 }
 
 int64_t loom_shape_numel(loom_shape s) {
+  if (s.ndim < 0 || s.ndim > LOOM_MAX_DIMS) return -1;
   int64_t n = 1;
-  for (int i = 0; i < s.ndim; i++) n *= s.d[i];
+  for (int i = 0; i < s.ndim; i++)
+    if (s.d[i] < 0 || __builtin_mul_overflow(n, s.d[i], &n)) return -1;
   return n;
 }
 

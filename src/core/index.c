@@ -1,4 +1,5 @@
 /* Indexing ops: index_select, gather, scatter_add, one_hot. */
+#include <math.h>
 #include <string.h>
 
 #include "core/autograd_impl.h"
@@ -234,8 +235,16 @@ loom_tensor *loom_one_hot(const loom_tensor *index, int64_t num_classes) {
   loom_tensor *idx = loom_contiguous(loom_reshape(loom_to_dtype(index, LOOM_I64), LOOM_SHAPE(-1)));
   loom_tensor *out = NULL;
   if (idx && num_classes < 0) {
-    if (core_numel(idx) == 0) core_set_error(LOOM_ERR_INVALID, "one_hot: cannot infer num_classes from an empty index");
-    else num_classes = (int64_t)loom_item(loom_max_all(idx)) + 1;
+    double mx = core_numel(idx) ? loom_item(loom_max_all(idx)) : NAN;
+    if (mx != mx) {
+      if (core_numel(idx) == 0) core_set_error(LOOM_ERR_INVALID, "one_hot: cannot infer num_classes from an empty index");
+      idx = NULL; /* loom_item recorded why otherwise */
+    } else if (mx < 0) {
+      core_set_error(LOOM_ERR_INVALID, "one_hot: index %.0f is negative", mx);
+      idx = NULL;
+    } else {
+      num_classes = (int64_t)mx + 1;
+    }
   }
   if (idx && num_classes >= 0 && core_check_indices("one_hot", idx, num_classes) == LOOM_OK) {
     loom_shape s = index->shape;

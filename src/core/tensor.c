@@ -141,7 +141,7 @@ static bool check_shape(const char *op, loom_shape s, loom_dtype dt) {
       core_set_error(LOOM_ERR_INVALID, "%s: shape %s has too many elements", op, loom_shape_str(s));
       return false;
     }
-    n *= s.d[i];
+    n *= s.d[i] > 0 ? s.d[i] : 1;
   }
   return true;
 }

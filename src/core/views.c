@@ -63,7 +63,7 @@ static loom_tensor *record1(const char *name, core_backward_fn fn, const loom_te
 
 static bool infer_shape(const char *op, const loom_tensor *t, loom_shape *s) {
   int infer = -1;
-  int64_t known = 1;
+  int64_t known = 1, big = 1;
   if (s->ndim < 0 || s->ndim > LOOM_MAX_DIMS) {
     core_set_error(LOOM_ERR_INVALID, "%s: %d dims requested (at most %d)", op, s->ndim, LOOM_MAX_DIMS);
     return false;
@@ -74,7 +74,14 @@ static bool infer_shape(const char *op, const loom_tensor *t, loom_shape *s) {
       core_set_error(LOOM_ERR_INVALID, "%s: invalid size %lld in shape %s", op, (long long)s->d[i],
                      loom_shape_str(*s));
       return false;
-    } else known *= s->d[i];
+    } else {
+      if (s->d[i] > 0 && (known > (INT64_MAX / 16) / s->d[i] || big > (INT64_MAX / 16) / s->d[i])) {
+        core_set_error(LOOM_ERR_INVALID, "%s: shape %s has too many elements", op, loom_shape_str(*s));
+        return false;
+      }
+      known *= s->d[i];
+      big *= s->d[i] > 0 ? s->d[i] : 1;
+    }
   }
   int64_t n = core_numel(t);
   if (infer >= 0) {
@@ -284,7 +291,7 @@ loom_tensor *loom_expand(const loom_tensor *t, loom_shape s) {
       core_set_error(LOOM_ERR_INVALID, "expand: shape %s has too many elements", loom_shape_str(s));
       return NULL;
     }
-    n *= s.d[i];
+    n *= s.d[i] > 0 ? s.d[i] : 1;
   }
   loom_tensor *v = core_expand_to(t, s);
   if (!v) return NULL;
@@ -311,18 +318,18 @@ static loom_tensor *slice_impl(const char *op, const loom_tensor *t, int dim, in
     return NULL;
   }
   int64_t size = t->shape.d[d];
-  int64_t len = end > start ? (end - start + step - 1) / step : 0;
+  int64_t len = end > start ? 1 + (end - start - 1) / step : 0;
   loom_shape s = t->shape;
   int64_t st[LOOM_MAX_DIMS];
   memcpy(st, t->strides, sizeof st);
-  int64_t off = t->offset + start * t->strides[d];
+  int64_t off = t->offset + (start < size ? start * t->strides[d] : 0);
   if (drop_dim) {
     memmove(&s.d[d], &s.d[d + 1], sizeof(int64_t) * (size_t)(s.ndim - d - 1));
     memmove(&st[d], &st[d + 1], sizeof(int64_t) * (size_t)(s.ndim - d - 1));
     s.ndim--;
   } else {
     s.d[d] = len;
-    st[d] *= step;
+    if (len > 1) st[d] *= step;
   }
   (void)size;
   loom_tensor *out = core_view(t, s, st, off);
@@ -357,9 +364,9 @@ loom_tensor *loom_narrow(const loom_tensor *t, int dim, int64_t start, int64_t l
   if (d < 0) return NULL;
   int64_t size = t->shape.d[d];
   if (start < 0) start += size;
-  if (start < 0 || length < 0 || start > size || start + length > size) {
+  if (start < 0 || length < 0 || start > size || length > size - start) {
     core_set_error(LOOM_ERR_INVALID, "narrow: range [%lld, %lld) out of bounds for dim %d of size %lld",
-                   (long long)start, (long long)(start + length), dim, (long long)size);
+                   (long long)start, (long long)length, dim, (long long)size);
     return NULL;
   }
   return slice_impl("narrow", t, d, start, start + length, 1, false);
@@ -484,7 +491,7 @@ int loom_split(const loom_tensor *t, int64_t split_size, int dim, loom_tensor **
     core_set_error(LOOM_ERR_INVALID, "split: split_size must be positive, got %lld", (long long)split_size);
     return -1;
   }
-  int64_t pieces = size == 0 ? 1 : (size + split_size - 1) / split_size;
+  int64_t pieces = size == 0 ? 1 : 1 + (size - 1) / split_size;
   if (!out || pieces > max_out) {
     core_set_error(LOOM_ERR_INVALID, "split: %lld pieces do not fit the %d output slots", (long long)pieces, max_out);
     return -1;
