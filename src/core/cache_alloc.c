@@ -179,6 +179,25 @@ static block *live_find(core_cache *c, const void *p, bool remove) {
   return NULL;
 }
 
+/* ---- AddressSanitizer: poison what the caller may not touch ---- */
+#if defined(__SANITIZE_ADDRESS__)
+#define LOOM_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LOOM_ASAN 1
+#endif
+#endif
+#ifdef LOOM_ASAN
+#include <sanitizer/asan_interface.h>
+static void poison(core_cache *c, void *p, size_t n, bool on) {
+  if (!c->raw.host_memory) return;
+  if (on) ASAN_POISON_MEMORY_REGION(p, n);
+  else ASAN_UNPOISON_MEMORY_REGION(p, n);
+}
+#else
+static void poison(core_cache *c, void *p, size_t n, bool on) { (void)c, (void)p, (void)n, (void)on; }
+#endif
+
 /* ---- segments ---- */
 
 static void release_free_segments(core_cache *c, pool *p) {
@@ -189,6 +208,7 @@ static void release_free_segments(core_cache *c, pool *p) {
       p->free[kept++] = b;
       continue;
     }
+    poison(c, b->ptr, b->size, false);
     c->raw.free(b->ptr, b->size, c->raw.ctx);
     c->reserved -= b->size;
     p->nblocks--;
@@ -217,6 +237,7 @@ static block *segment_new(core_cache *c, size_t size, void *stream, bool small) 
     free(b);
     return NULL;
   }
+  poison(c, p, size, true);
   b->ptr = p;
   b->size = size;
   b->stream = stream;
@@ -329,6 +350,7 @@ void *core_cache_alloc(core_cache *c, size_t nbytes, void *stream) {
     return NULL;
   }
   maybe_split(c, p, b, size);
+  poison(c, b->ptr, nbytes, false);
   b->live = true;
   b->requested = nbytes;
   live_insert(c, b);
@@ -361,6 +383,7 @@ void core_cache_free(core_cache *c, void *ptr) {
   }
   pool *p = b->small ? &c->small : &c->large;
   c->allocated -= b->size;
+  poison(c, b->ptr, b->size, true);
   b->live = false;
   b->requested = 0;
   if (b->prev && !b->prev->live) {

@@ -7,6 +7,7 @@
 #ifndef LOOM_CORE_CACHE_ALLOC_H
 #define LOOM_CORE_CACHE_ALLOC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include "loom/runtime.h"
 
@@ -22,6 +23,9 @@ typedef struct core_raw_allocator {
   size_t (*free_bytes)(void *ctx);
   void *ctx;
   const char *name;          /* "cpu", "cuda:0", "pinned" — used in error messages */
+  /* Host memory the process touches directly: under AddressSanitizer, cached
+   * and rounding bytes are poisoned so that overruns inside a segment are caught. */
+  bool host_memory;
 } core_raw_allocator;
 
 typedef struct core_cache core_cache;

@@ -35,7 +35,7 @@ static size_t host_free_bytes(void *ctx) {
 }
 
 static void host_init(void) {
-  core_raw_allocator raw = {host_raw_alloc, host_raw_free, host_free_bytes, NULL, "cpu"};
+  core_raw_allocator raw = {host_raw_alloc, host_raw_free, host_free_bytes, NULL, "cpu", true};
   host_cache = core_cache_new(raw);
 }
 
