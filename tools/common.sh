@@ -1,0 +1,46 @@
+# Shared by tools/main.sh and tools/test.sh (sourced, not run).
+
+# libgomp's worker threads spin between parallel regions by default; on a busy
+# or oversubscribed machine (2 cores, ctest -j2, OpenBLAS's own threads) they
+# steal the cores that do the work and CPU runs get 10-20x slower. Sleep instead.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+
+# Debian packages the build, the tests and the main job need.
+LOOM_PACKAGES=(cmake build-essential libopenblas-dev libcjson-dev zlib1g-dev libgtest-dev
+               dataset-fashion-mnist)
+
+# Installs the packages of LOOM_PACKAGES that are missing (apt-get update first).
+loom_install_deps() {
+  local missing=() p
+  for p in "${LOOM_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    echo "== packages: all present"
+    return 0
+  fi
+  echo "== packages: installing ${missing[*]}"
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+# Sets LOOM_CUDA_ARGS: the CMake flags for the CUDA backend. nvcc is looked for
+# in PATH, then in /usr/local/cuda/bin. One architecture (90) in CI or when no
+# GPU is visible, else the visible GPU's own (native).
+loom_cuda_args() {
+  LOOM_CUDA_ARGS=()
+  local nvcc
+  nvcc=$(command -v nvcc || true)
+  [ -n "$nvcc" ] || [ ! -x /usr/local/cuda/bin/nvcc ] || nvcc=/usr/local/cuda/bin/nvcc
+  if [ -z "$nvcc" ]; then
+    echo "== CUDA: nvcc not found, building the CPU backend only"
+    LOOM_CUDA_ARGS=(-DLOOM_CUDA=OFF)
+    return 0
+  fi
+  local arch=90
+  if [ -z "${CI:-}" ] && nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then arch=native; fi
+  echo "== CUDA: $nvcc, architectures $arch"
+  LOOM_CUDA_ARGS=(-DCMAKE_CUDA_COMPILER="$nvcc" -DCMAKE_CUDA_ARCHITECTURES="$arch")
+}

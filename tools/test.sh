@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds from scratch (build-test/, with CUDA when nvcc
+# is found) and runs ctest; then builds and runs the suite again under
+# AddressSanitizer, LeakSanitizer and UBSan (build-asan/, CPU only).
+# Stops at the first failure with a non-zero status. LOOM_BUILD_DIR and
+# LOOM_ASAN_BUILD_DIR override the two build folders.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source tools/common.sh
+jobs=$(nproc)
+build=${LOOM_BUILD_DIR:-build-test}
+asan=${LOOM_ASAN_BUILD_DIR:-build-asan}
+
+loom_install_deps
+loom_cuda_args
+
+echo "== $build: Release"
+rm -rf "$build"
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release "${LOOM_CUDA_ARGS[@]}"
+cmake --build "$build" -j"$jobs"
+(cd "$build" && ctest --output-on-failure -j"$jobs")
+
+echo "== $asan: AddressSanitizer + UBSan, CPU only"
+# Also set while building: gtest_discover_tests runs each test binary.
+# allocator_may_return_null: the out-of-memory tests ask for impossible sizes
+# and expect an error, not an ASan abort. No LeakSanitizer suppressions are
+# needed: OpenBLAS and libgomp keep their buffers reachable until exit.
+export ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+rm -rf "$asan"
+cmake -S . -B "$asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOOM_SANITIZE=ON -DLOOM_CUDA=OFF
+cmake --build "$asan" -j"$jobs"
+(cd "$asan" && ctest --output-on-failure -j"$jobs")
