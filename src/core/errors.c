@@ -7,12 +7,17 @@
 static _Thread_local char err_msg[1024];
 static _Thread_local loom_status err_status;
 
+static loom_status record(loom_status status, const char *fmt, va_list ap) {
+  vsnprintf(err_msg, sizeof err_msg, fmt, ap);
+  err_status = status;
+  return status;
+}
+
 loom_status core_set_error(loom_status status, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(err_msg, sizeof err_msg, fmt, ap);
+  record(status, fmt, ap);
   va_end(ap);
-  err_status = status;
   return status;
 }
 
@@ -20,10 +25,9 @@ loom_status core_null_error(const char *fmt, ...) {
   if (err_status != LOOM_OK) return err_status;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(err_msg, sizeof err_msg, fmt, ap);
+  record(LOOM_ERR_INVALID, fmt, ap);
   va_end(ap);
-  err_status = LOOM_ERR_INVALID;
-  return err_status;
+  return LOOM_ERR_INVALID;
 }
 
 const char *loom_last_error(void) { return err_msg; }

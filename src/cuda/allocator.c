@@ -70,7 +70,7 @@ static core_cache *device_cache(int index) {
   if (!c) {
     d->index = index;
     snprintf(d->name, sizeof d->name, "cuda:%d", index);
-    core_raw_allocator raw = {device_raw_alloc, device_raw_free, device_raw_free_bytes, d, d->name};
+    core_raw_allocator raw = {device_raw_alloc, device_raw_free, device_raw_free_bytes, d, d->name, false};
     c = core_cache_new(raw);
     atomic_store(&d->cache, c);
   }
@@ -129,7 +129,7 @@ void *cuda_pinned_alloc(size_t nbytes) {
     pthread_mutex_lock(&pools_lock);
     c = atomic_load(&pinned_pool);
     if (!c) {
-      core_raw_allocator raw = {pinned_raw_alloc, pinned_raw_free, NULL, NULL, "pinned"};
+      core_raw_allocator raw = {pinned_raw_alloc, pinned_raw_free, NULL, NULL, "pinned", false};
       c = core_cache_new(raw);
       atomic_store(&pinned_pool, c);
     }
