@@ -5,7 +5,7 @@
 #include "cpu/cpu.h"
 
 /* Work items are one o and up to CHUNK consecutive i, reduced over all of R. */
-#define CHUNK 256
+#define CHUNK 1024
 /* Sums of one long row (I == 1, few rows) are split into blocks of this many
  * elements, summed in parallel, then added in order: the result does not
  * depend on the number of threads. */
