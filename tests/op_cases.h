@@ -322,7 +322,29 @@ inline std::vector<OpCase> other_cases() {
   sum.half = true;
   sum.dtypes = kFloat;
 
-  std::vector<OpCase> cs = {where, sum};
+  OpCase lse;
+  lse.op = "logsumexp";
+  lse.inputs = {data(LOOM_SHAPE(3, 4, 5))};
+  lse.run = [](const Ctx &k) {
+    static const int d1[] = {1}, d02[] = {0, 2}, last[] = {-1};
+    loom_tensor *x = k.in[0];
+    return Tensors{loom_logsumexp(x, d1, 1, false), loom_logsumexp(x, d02, 2, true),
+                   loom_logsumexp(x, nullptr, 0, false), loom_logsumexp(loom_transpose(x, 0, 2), last, 1, false)};
+  };
+  lse.ref = [](HostIn in, loom_dtype) {
+    HT e = in[0];
+    for (double &v : e.v) v = std::exp(v);
+    Refs r{opcases::sum(e, {1}, false), opcases::sum(e, {0, 2}, true), opcases::sum(e, {}, false),
+           opcases::sum(transpose(e, 0, 2), {-1}, false)};
+    for (HT &h : r)
+      for (double &v : h.v) v = std::log(v);
+    return r;
+  };
+  lse.differentiable = true;
+  lse.half = true;
+  lse.dtypes = kFloat;
+
+  std::vector<OpCase> cs = {where, sum, lse};
   for (bool is_max : {true, false}) {
     OpCase m;
     m.op = is_max ? "max" : "min";

@@ -36,6 +36,8 @@ extern const core_op_info core_ops[CORE_OP_COUNT];
  *   where       in = (a, b, cond[bool]); like BINARY, key dtype = a's
  *   sum         in[0] contiguous [O, R, I] -> out[0] [O, I]; i[0..2] = O, R, I
  *   max, min    like sum; out[0] values, out[1] LOOM_I64 index in [0, R) (first of ties)
+ *   logsumexp   like sum (float dtypes, R > 0): m + log(sum(exp(x - m))), m the max over R;
+ *               NaN anywhere gives NaN, an infinite max gives the max
  *   index_select in[0] = x contiguous [O, D, I], in[1] = index I64 [K] (checked in range);
  *               out [O, K, I]; i[0..2] = O, D, I; i[3] = K
  *   gather      in[0] = x contiguous [O, D, I], in[1] = index I64 contiguous [O, K, I];

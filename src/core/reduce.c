@@ -68,9 +68,10 @@ static bool reduce_kernel(core_op op, const loom_tensor *x, const bool *mask, lo
   bool ok = false;
   if (c) {
     loom_tensor *o0 = core_new(ks, x->dtype, x->storage->device);
-    loom_tensor *o1 = op == CORE_OP_sum ? NULL : core_new(ks, LOOM_I64, x->storage->device);
-    core_kctx k = {op, 1, op == CORE_OP_sum ? 1 : 2, {c}, {o0, o1}, {{O, R, I}, {0}}, NULL};
-    if (o0 && (op == CORE_OP_sum || o1) && core_launch(&k) == LOOM_OK) {
+    bool with_index = op == CORE_OP_max || op == CORE_OP_min;
+    loom_tensor *o1 = with_index ? core_new(ks, LOOM_I64, x->storage->device) : NULL;
+    core_kctx k = {op, 1, with_index ? 2 : 1, {c}, {o0, o1}, {{O, R, I}, {0}}, NULL};
+    if (o0 && (!with_index || o1) && core_launch(&k) == LOOM_OK) {
       *out0 = loom_keep(o0);
       if (out1) *out1 = loom_keep(o1);
       ok = true;
@@ -162,13 +163,10 @@ loom_tensor *loom_std(const loom_tensor *x, const int *dims, int ndims, int corr
   return out;
 }
 
-/* max over the masked dims, keepdim, no gradient */
-static loom_tensor *amax_nograd(const loom_tensor *x, const bool *mask) {
-  loom_tensor *v = NULL;
-  loom_no_grad_begin();
-  reduce_kernel(CORE_OP_max, x, mask, &v, NULL);
-  loom_no_grad_end();
-  return v;
+/* d logsumexp / dx = softmax(x) = exp(x - out) */
+static void logsumexp_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
+  const loom_tensor *x = n->saved[0], *out = n->saved[1]; /* out in keepdim shape */
+  gin[0] = loom_mul(loom_reshape(g, out->shape), loom_exp(loom_sub(x, out)));
 }
 
 loom_tensor *loom_logsumexp(const loom_tensor *x, const int *dims, int ndims, bool keepdim) {
@@ -181,14 +179,15 @@ loom_tensor *loom_logsumexp(const loom_tensor *x, const int *dims, int ndims, bo
     return NULL;
   }
   loom_scope_begin();
-  loom_tensor *m = amax_nograd(x, mask);
-  if (m) { /* an infinite max would give inf - inf: shift by 0 there */
-    loom_tensor *zero = loom_scalar_like(m, 0);
-    m = loom_where(loom_eq(loom_abs(m), loom_scalar_like(m, INFINITY)), zero, m);
+  loom_tensor *r = NULL, *out = NULL;
+  if (reduce_kernel(CORE_OP_logsumexp, x, mask, &r, NULL)) {
+    out = loom_reshape(r, reduced_shape(x->shape, mask, keepdim));
+    if (out && core_grad_needed(1, &x)) {
+      core_node *n = core_record("logsumexp", logsumexp_bw, out, 1, &x);
+      core_save(n, x);
+      core_save(n, r);
+    }
   }
-  loom_tensor *s = loom_sum(loom_exp(loom_sub(x, m)), dims, ndims, true);
-  loom_tensor *out = loom_add(loom_log(s), m);
-  if (!keepdim && out) out = loom_reshape(out, reduced_shape(x->shape, mask, false));
   loom_keep(out);
   loom_scope_end();
   return out;

@@ -1,5 +1,6 @@
 /* Reductions over the middle dim of a contiguous [O, R, I] view: sum, and
  * max / min with the index of the first extreme (NaN counts as extreme). */
+#include <math.h>
 #include <stdlib.h>
 
 #include "cpu/cpu.h"
@@ -152,12 +153,49 @@ EXTREMES(i32)
 EXTREMES(i64)
 EXTREMES(u8)
 
+/* logsumexp: m + log(sum(exp(x - m))) with m the line's max. A NaN gives NaN;
+ * an infinite max gives the max itself (all -inf stays -inf, any +inf is +inf). */
+#define LOGSUMEXP(d, EXP, LOG)                                                                     \
+  static loom_status logsumexp_##d(const core_kctx *k) {                                           \
+    geom g;                                                                                        \
+    if (get_geom(k, &g)) return loom_last_status();                                                \
+    if (g.R == 0) return core_set_error(LOOM_ERR_INVALID, "logsumexp: reduced dim has size 0");     \
+    if (k->out[0]->dtype != CPU_DT_##d)                                                            \
+      return core_set_error(LOOM_ERR_INVALID, "logsumexp: output is %s, expected %s",              \
+                            loom_dtype_name(k->out[0]->dtype), loom_dtype_name(CPU_DT_##d));       \
+    const CPU_T_##d *x = core_ptr(k->in[0]);                                                       \
+    CPU_T_##d *out = core_ptr(k->out[0]);                                                          \
+    _Pragma(PARALLEL_ITEMS)                                                                        \
+    for (int64_t it = 0; it < g.items; it++) {                                                     \
+      int64_t o = it / g.nic, i0 = it % g.nic * CHUNK;                                             \
+      int64_t w = g.I - i0 < CHUNK ? g.I - i0 : CHUNK;                                             \
+      const CPU_T_##d *row = x + o * g.R * g.I + i0;                                               \
+      CPU_T_##d m[CHUNK];                                                                          \
+      double acc[CHUNK];                                                                           \
+      for (int64_t j = 0; j < w; j++) m[j] = row[j], acc[j] = 0;                                   \
+      for (int64_t r = 1; r < g.R; r++)                                                            \
+        for (int64_t j = 0; j < w; j++) {                                                          \
+          CPU_T_##d v = row[r * g.I + j];                                                          \
+          if (v > m[j] || isnan(v)) m[j] = isnan(m[j]) ? m[j] : v;                                 \
+        }                                                                                          \
+      for (int64_t r = 0; r < g.R; r++)                                                            \
+        for (int64_t j = 0; j < w; j++) acc[j] += EXP(row[r * g.I + j] - m[j]);                    \
+      for (int64_t j = 0; j < w; j++)                                                              \
+        out[o * g.I + i0 + j] = isinf(m[j]) || isnan(m[j]) ? m[j] : m[j] + (CPU_T_##d)LOG(acc[j]); \
+    }                                                                                              \
+    return LOOM_OK;                                                                                \
+  }
+LOGSUMEXP(f32, expf, log)
+LOGSUMEXP(f64, exp, log)
+
 #define REG(d)                                                   \
   core_register(LOOM_CPU, CORE_OP_sum, CPU_DT_##d, sum_##d);     \
   core_register(LOOM_CPU, CORE_OP_max, CPU_DT_##d, max_##d);     \
   core_register(LOOM_CPU, CORE_OP_min, CPU_DT_##d, min_##d);
 
 void cpu_register_reduce(void) {
+  core_register(LOOM_CPU, CORE_OP_logsumexp, LOOM_F32, logsumexp_f32);
+  core_register(LOOM_CPU, CORE_OP_logsumexp, LOOM_F64, logsumexp_f64);
   REG(f32)
   REG(f64)
   REG(i32)

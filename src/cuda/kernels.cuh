@@ -227,5 +227,6 @@ void cuda_register_unary(void);
 void cuda_register_binary(void);
 void cuda_register_reduce(void);
 void cuda_register_index(void);
+void cuda_register_logsumexp(void);
 
 #endif

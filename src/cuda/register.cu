@@ -8,6 +8,7 @@ extern "C" void cuda_register_kernels(void) {
   cuda_register_binary();
   cuda_register_reduce();
   cuda_register_index();
+  cuda_register_logsumexp();
   for (loom_dtype dt : {LOOM_F32, LOOM_F64, LOOM_F16, LOOM_BF16})
     core_register(LOOM_CUDA, CORE_OP_matmul, dt, cuda_matmul);
 }
