@@ -387,3 +387,23 @@ TEST(Composed, OneHotInfersClasses) {
   EXPECT_TRUE(loom_shape_equal(loom_shape_of(oh2), LOOM_SHAPE(2, 2, 2)));
   EXPECT_EQ(V(oh2), (std::vector<double>{0, 1, 1, 0, 0, 1, 0, 1}));
 }
+
+// PyTorch orders bools (false < true); every comparison works on them.
+TEST(Composed, ComparisonsOnBool) {
+  ScopeGuard g;
+  loom_tensor *a = T({0, 0, 1, 1}, LOOM_SHAPE(4), LOOM_BOOL), *b = T({0, 1, 0, 1}, LOOM_SHAPE(4), LOOM_BOOL);
+  struct {
+    loom_tensor *(*fn)(const loom_tensor *, const loom_tensor *);
+    bool (*ref)(bool, bool);
+  } cases[] = {{loom_lt, [](bool x, bool y) { return x < y; }}, {loom_le, [](bool x, bool y) { return x <= y; }},
+               {loom_gt, [](bool x, bool y) { return x > y; }}, {loom_ge, [](bool x, bool y) { return x >= y; }},
+               {loom_eq, [](bool x, bool y) { return x == y; }}, {loom_ne, [](bool x, bool y) { return x != y; }}};
+  const bool av[] = {false, false, true, true}, bv[] = {false, true, false, true};
+  for (auto &c : cases) {
+    loom_tensor *r = c.fn(a, b);
+    ASSERT_TRUE(r) << loom_last_error();
+    EXPECT_EQ(loom_dtype_of(r), LOOM_BOOL);
+    std::vector<double> got = V(r);
+    for (int i = 0; i < 4; i++) EXPECT_EQ(got[(size_t)i], c.ref(av[i], bv[i]) ? 1.0 : 0.0) << "element " << i;
+  }
+}

@@ -20,9 +20,8 @@
 /* Same, writing bool. Logical ops treat nonzero (and NaN) as true. */
 #define ALL(X, op, e) FLOATS(X, op, e) INTS(X, op, e) X(op, boolean, e)
 #define PRED_OPS(X)                                                                         \
-  ALL(X, eq, a == b) ALL(X, ne, a != b) FLOATS(X, lt, a < b) INTS(X, lt, a < b)             \
-  FLOATS(X, le, a <= b) INTS(X, le, a <= b) FLOATS(X, gt, a > b) INTS(X, gt, a > b)         \
-  FLOATS(X, ge, a >= b) INTS(X, ge, a >= b) ALL(X, logical_and, a != 0 && b != 0)           \
+  ALL(X, eq, a == b) ALL(X, ne, a != b) ALL(X, lt, a < b) ALL(X, le, a <= b)               \
+  ALL(X, gt, a > b) ALL(X, ge, a >= b) ALL(X, logical_and, a != 0 && b != 0)                \
   ALL(X, logical_or, a != 0 || b != 0) ALL(X, logical_xor, (a != 0) != (b != 0))
 
 #define GEN_ARITH(op, d, e)                                                          \

@@ -145,10 +145,10 @@ void cuda_register_binary(void) {
   reg_arith<Minimum, LOOM_FLOATS, LOOM_INTS, LOOM_U8>(CORE_OP_minimum);
   reg_pred<Eq, LOOM_ALL_DTYPES>(CORE_OP_eq);
   reg_pred<Ne, LOOM_ALL_DTYPES>(CORE_OP_ne);
-  reg_pred<Lt, LOOM_FLOATS, LOOM_INTS, LOOM_U8>(CORE_OP_lt);
-  reg_pred<Le, LOOM_FLOATS, LOOM_INTS, LOOM_U8>(CORE_OP_le);
-  reg_pred<Gt, LOOM_FLOATS, LOOM_INTS, LOOM_U8>(CORE_OP_gt);
-  reg_pred<Ge, LOOM_FLOATS, LOOM_INTS, LOOM_U8>(CORE_OP_ge);
+  reg_pred<Lt, LOOM_ALL_DTYPES>(CORE_OP_lt);
+  reg_pred<Le, LOOM_ALL_DTYPES>(CORE_OP_le);
+  reg_pred<Gt, LOOM_ALL_DTYPES>(CORE_OP_gt);
+  reg_pred<Ge, LOOM_ALL_DTYPES>(CORE_OP_ge);
   reg_pred<LogicalAnd, LOOM_ALL_DTYPES>(CORE_OP_logical_and);
   reg_pred<LogicalOr, LOOM_ALL_DTYPES>(CORE_OP_logical_or);
   reg_pred<LogicalXor, LOOM_ALL_DTYPES>(CORE_OP_logical_xor);
