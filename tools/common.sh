@@ -1,8 +1,8 @@
 # Shared by tools/main.sh and tools/test.sh (sourced, not run).
 
-# libgomp's worker threads spin between parallel regions by default; on a busy
-# or oversubscribed machine (2 cores, ctest -j2, OpenBLAS's own threads) they
-# steal the cores that do the work and CPU runs get 10-20x slower. Sleep instead.
+# libgomp's worker threads spin between parallel regions by default; on an
+# oversubscribed machine (2 cores running ctest -j2) they steal the cores that
+# do the work. Sleep instead.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 # Debian packages the build, the tests and the main job need.
