@@ -1,8 +1,10 @@
 /* Elementwise unary ops: neg abs sign exp log sqrt rsqrt sin cos relu sigmoid
- * tanh clamp logical_not. Float maths via <tgmath.h> (float stays float). */
+ * tanh clamp logical_not. Float maths via <tgmath.h> (float stays float), except
+ * f32 exp and sigmoid, which use the vectorisable cpu_expf in cloned loops. */
 #include <tgmath.h>
 
 #include "cpu/iter.h"
+#include "cpu/vexp.h"
 
 #define FLOATS(X, op, e) X(op, f32, e) X(op, f64, e)
 #define NEG_INT(T, U) (T)(0u - (U)x)
@@ -14,9 +16,11 @@
   FLOATS(X, abs, fabs(x)) X(abs, i32, x < 0 ? NEG_INT(int32_t, uint32_t) : x)                        \
   X(abs, i64, x < 0 ? NEG_INT(int64_t, uint64_t) : x) X(abs, u8, x)                                  \
   FLOATS(X, sign, SIGN) X(sign, i32, SIGN) X(sign, i64, SIGN) X(sign, u8, x != 0)                    \
-  FLOATS(X, exp, exp(x)) FLOATS(X, log, log(x)) FLOATS(X, sqrt, sqrt(x))                             \
+  X(exp, f64, exp(x)) FLOATS(X, log, log(x)) FLOATS(X, sqrt, sqrt(x))                                \
   FLOATS(X, rsqrt, 1 / sqrt(x)) FLOATS(X, sin, sin(x)) FLOATS(X, cos, cos(x))                        \
-  FLOATS(X, relu, x < 0 ? 0 : x) FLOATS(X, sigmoid, 1 / (1 + exp(-x))) FLOATS(X, tanh, tanh(x))
+  FLOATS(X, relu, x < 0 ? 0 : x) X(sigmoid, f64, 1 / (1 + exp(-x))) FLOATS(X, tanh, tanh(x))
+/* Ops whose loops are worth compiling for AVX2 + FMA too (CPU_CLONES). */
+#define VEXP_OPS(X) X(exp, f32, cpu_expf(x)) X(sigmoid, f32, 1 / (1 + cpu_expf(-x)))
 
 #define GEN_UNARY(op, d, e)                                                          \
   CPU_UNARY_LOOP(op##_##d##_loop, CPU_T_##d, CPU_T_##d, e)                           \
@@ -24,6 +28,9 @@
     return cpu_elementwise(k, op##_##d##_loop, CPU_DT_##d, CPU_DT_##d);              \
   }
 UNARY_OPS(GEN_UNARY)
+/* CPU_CLONES lands on the loop function, the first thing GEN_UNARY defines. */
+#define GEN_VEXP(op, d, e) CPU_CLONES GEN_UNARY(op, d, e)
+VEXP_OPS(GEN_VEXP)
 
 /* logical_not: any input dtype, nonzero is true; writes bool. */
 #define NOT_TYPES(X) X(logical_not, f32, x == 0) X(logical_not, f64, x == 0) X(logical_not, i32, x == 0) \
@@ -71,6 +78,7 @@ CLAMP(u8, ilo, ihi, 0, UINT8_MAX)
 
 void cpu_register_unary(void) {
   UNARY_OPS(REG)
+  VEXP_OPS(REG)
   NOT_TYPES(REG)
   REG(clamp, f32, _)
   REG(clamp, f64, _)
