@@ -329,3 +329,69 @@ TEST(Autograd, TrainingLoopInScopesLeaksNothing) {
   for (loom_tensor *t : {x, y, w, b}) loom_release(t);
   EXPECT_EQ(loom_live_tensors(), start);
 }
+
+// Regression tests from a review of the engine.
+TEST(Autograd, LeafGradsOwnTheirStorage) {
+  ScopeGuard g;
+  loom_tensor *a = T({1, 2, 3}, LOOM_SHAPE(3), LOOM_F64), *b = T({4, 5, 6}, LOOM_SHAPE(3), LOOM_F64);
+  loom_set_requires_grad(a, true);
+  loom_set_requires_grad(b, true);
+  loom_tensor *go = T({1, 1, 1}, LOOM_SHAPE(3), LOOM_F64);
+  ASSERT_EQ(loom_backward(loom_add(a, b), go, false), 0) << loom_last_error();
+  EXPECT_FALSE(loom_shares_storage(loom_grad(a), loom_grad(b)));
+  EXPECT_FALSE(loom_shares_storage(loom_grad(a), go));
+  ASSERT_EQ(loom_fill_(go, 7), 0);
+  EXPECT_EQ(V(loom_grad(b)), (std::vector<double>{1, 1, 1}));
+  // a transposed gradient is stored contiguous
+  loom_tensor *w = T({1, 2, 3, 4, 5, 6}, LOOM_SHAPE(2, 3), LOOM_F64);
+  loom_set_requires_grad(w, true);
+  ASSERT_EQ(loom_backward(loom_sum(loom_transpose(w, 0, 1), nullptr, 0, false), nullptr, false), 0);
+  EXPECT_TRUE(loom_is_contiguous(loom_grad(w)));
+}
+
+TEST(Autograd, ZeroNotNanAtSingularPoints) {
+  ScopeGuard g;
+  loom_tensor *z = T({0, 0, 0}, LOOM_SHAPE(3), LOOM_F64);
+  loom_set_requires_grad(z, true);
+  ASSERT_EQ(loom_backward(loom_norm(z, 2, nullptr, 0, false), nullptr, false), 0) << loom_last_error();
+  EXPECT_EQ(V(loom_grad(z)), (std::vector<double>{0, 0, 0}));
+  loom_zero_grad(z);
+  loom_tensor *c = T({2, 2, 2}, LOOM_SHAPE(3), LOOM_F64);
+  loom_set_requires_grad(c, true);
+  ASSERT_EQ(loom_backward(loom_std(c, nullptr, 0, 1, false), nullptr, false), 0) << loom_last_error();
+  EXPECT_EQ(V(loom_grad(c)), (std::vector<double>{0, 0, 0}));
+  ASSERT_EQ(loom_backward(loom_sum(loom_pow_scalar(z, 0), nullptr, 0, false), nullptr, false), 0);
+  EXPECT_EQ(V(loom_grad(z)), (std::vector<double>{0, 0, 0}));
+}
+
+TEST(Autograd, ZeroDimIndexingAndEmptyMatmulRecord) {
+  ScopeGuard g;
+  loom_tensor *x = T({3}, LOOM_SHAPE(), LOOM_F64), *i = T({0}, LOOM_SHAPE(), LOOM_I64);
+  loom_set_requires_grad(x, true);
+  ASSERT_EQ(loom_backward(loom_gather(x, 0, i), nullptr, false), 0) << loom_last_error();
+  EXPECT_EQ(V(loom_grad(x)), (std::vector<double>{1}));
+  ASSERT_EQ(loom_backward(loom_index_select(x, 0, i), nullptr, false), 0) << loom_last_error();
+  EXPECT_EQ(V(loom_grad(x)), (std::vector<double>{2}));
+  loom_tensor *a = loom_zeros(LOOM_SHAPE(2, 0), LOOM_F64, loom_cpu()), *b = loom_zeros(LOOM_SHAPE(0, 3), LOOM_F64, loom_cpu());
+  loom_set_requires_grad(a, true);
+  loom_tensor *p = loom_matmul(a, b);
+  ASSERT_TRUE(p);
+  EXPECT_TRUE(loom_requires_grad(p));
+}
+
+TEST(Autograd, GraphWithoutSavedTensorsRunsTwice) {
+  ScopeGuard g;
+  loom_tensor *p = T({1, 2}, LOOM_SHAPE(2), LOOM_F64);
+  loom_set_requires_grad(p, true);
+  loom_tensor *y = loom_sum(loom_add(p, p), nullptr, 0, false);
+  ASSERT_EQ(loom_backward(y, nullptr, false), 0);
+  ASSERT_EQ(loom_backward(y, nullptr, false), 0) << loom_last_error();
+  EXPECT_EQ(V(loom_grad(p)), (std::vector<double>{4, 4}));
+}
+
+TEST(Autograd, SetGradChecksDtype) {
+  ScopeGuard g;
+  loom_tensor *p = T({1, 2}, LOOM_SHAPE(2), LOOM_F64), *g32 = T({1, 1}, LOOM_SHAPE(2), LOOM_F32);
+  EXPECT_NE(loom_set_grad(p, g32), 0);
+  EXPECT_NE(std::string(loom_last_error()).find("set_grad"), std::string::npos);
+}

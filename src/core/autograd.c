@@ -1,4 +1,5 @@
 /* Reverse-mode autograd: nodes, recording and the backward walk. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,7 +74,7 @@ static void free_saved(core_node *n) {
     loom_release(n->saved[i]);
     n->saved[i] = NULL;
   }
-  n->freed = true;
+  if (n->n_saved) n->freed = true; /* a node that saved nothing can run again */
 }
 
 /* Iterative, so that releasing a long chain cannot overflow the stack. */
@@ -126,6 +127,10 @@ void loom_zero_grad(loom_tensor *t) {
 int loom_set_grad(loom_tensor *t, loom_tensor *g) {
   if (!t) return core_null_error("set_grad: tensor is NULL");
   if (g == t) return core_set_error(LOOM_ERR_INVALID, "set_grad: a tensor cannot be its own gradient");
+  if (g && (g->dtype != t->dtype || !loom_device_equal(g->storage->device, t->storage->device)))
+    return core_set_error(LOOM_ERR_INVALID, "set_grad: gradient is %s on %s but the tensor is %s on %s",
+                          loom_dtype_name(g->dtype), loom_device_name(g->storage->device),
+                          loom_dtype_name(t->dtype), loom_device_name(t->storage->device));
   if (g && !loom_shape_equal(g->shape, t->shape))
     return core_set_error(LOOM_ERR_INVALID, "set_grad: gradient shape %s does not match tensor shape %s",
                           loom_shape_str(g->shape), loom_shape_str(t->shape));
@@ -170,15 +175,39 @@ static loom_tensor *accumulate(loom_tensor *acc, loom_tensor *g) {
   return sum;
 }
 
+/* A leaf's first gradient: kept as is when it is a contiguous tensor owning its
+ * whole storage alone, else copied, so that .grad never aliases another tensor
+ * (in-place updates of one gradient must not change another). Consumes g. */
+static loom_tensor *own_grad(loom_tensor *g) {
+  if (!g) return NULL;
+  if (g->refcount == 1 && g->storage->refcount == 1 && g->offset == 0 && core_is_contiguous(g) &&
+      (size_t)core_numel(g) * loom_dtype_size(g->dtype) == g->storage->nbytes)
+    return g;
+  loom_tensor *c = loom_clone(g);
+  core_untrack(c);
+  loom_release(g);
+  return c;
+}
+
 /* Brings a gradient to its input's shape, dtype and device; consumes g. */
 static loom_tensor *conform(loom_tensor *g, loom_shape s, loom_dtype dt, loom_device dev) {
   if (!g) return NULL;
-  loom_tensor *r = g;
-  if (!loom_shape_equal(g->shape, s) && loom_shape_numel(g->shape) == loom_shape_numel(s)) r = loom_reshape(g, s);
+  if (loom_shape_numel(g->shape) != loom_shape_numel(s)) {
+    core_set_error(LOOM_ERR_INTERNAL, "backward: gradient of shape %s for an input of shape %s",
+                   loom_shape_str(g->shape), loom_shape_str(s));
+    loom_release(g);
+    return NULL;
+  }
+  loom_scope_begin();
+  loom_tensor *r = loom_shape_equal(g->shape, s) ? g : loom_reshape(g, s);
   if (r && (r->dtype != dt || !loom_device_equal(r->storage->device, dev))) r = loom_to(r, dev, dt);
   if (r != g) {
+    loom_keep(r);
+    loom_scope_end();
     core_untrack(r);
     loom_release(g);
+  } else {
+    loom_scope_end();
   }
   return r;
 }
@@ -221,7 +250,7 @@ int loom_backward(loom_tensor *root, const loom_tensor *grad_output, bool retain
   loom_status st = LOOM_OK;
   if (!g0) st = loom_last_status();
   else if (!root->grad_fn) { /* a leaf */
-    root->grad = accumulate(root->grad, g0);
+    root->grad = root->grad ? accumulate(root->grad, g0) : own_grad(g0);
     if (root->hook) root->hook(root, root->hook_user);
   } else {
     /* discover the graph and count dependencies */
@@ -284,8 +313,11 @@ int loom_backward(loom_tensor *root, const loom_tensor *grad_output, bool retain
           core_untrack(gins[j]);
           gins[j] = conform(gins[j], n->in_shape[j], n->in_dtype[j], n->in_device[j]);
         }
-        if (loom_last_status() != LOOM_OK)
-          st = core_set_error(loom_last_status(), "backward of '%s' failed: %s", n->name, loom_last_error());
+        if (loom_last_status() != LOOM_OK) {
+          char why[768];
+          snprintf(why, sizeof why, "%s", loom_last_error());
+          st = core_set_error(loom_last_status(), "backward of '%s' failed: %s", n->name, why);
+        }
       }
       loom_release(g);
       for (int j = 0; j < n->n_in; j++) {
@@ -296,7 +328,7 @@ int loom_backward(loom_tensor *root, const loom_tensor *grad_output, bool retain
         }
         if (n->leaf[j]) {
           loom_tensor *lf = n->leaf[j];
-          if (gj) lf->grad = accumulate(lf->grad, gj);
+          if (gj) lf->grad = lf->grad ? accumulate(lf->grad, gj) : own_grad(gj);
           if (--lf->pending == 0 && lf->hook && lf->grad) lf->hook(lf, lf->hook_user);
         } else if (n->next[j]) {
           core_node *m = n->next[j];

@@ -86,11 +86,13 @@ loom_tensor *loom_eye(int64_t n, int64_t m, loom_dtype dt, loom_device dev) {
   if (!t || n == 0 || m == 0) return t;
   int64_t st = m + 1;
   loom_tensor *diag = core_view(t, LOOM_SHAPE(n < m ? n : m), &st, 0);
-  if (!diag) return NULL;
   core_untrack(diag);
-  int rc = loom_fill_(diag, 1);
+  int rc = diag ? loom_fill_(diag, 1) : (int)loom_last_status();
   loom_release(diag);
-  return rc == LOOM_OK ? t : NULL;
+  if (rc == LOOM_OK) return t;
+  core_untrack(t);
+  loom_release(t);
+  return NULL;
 }
 
 /* ---- random ---- */

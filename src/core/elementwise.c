@@ -151,8 +151,11 @@ static void div_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
 }
 static void pow_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
   const loom_tensor *a = n->saved[0], *b = n->saved[1], *y = n->saved[2];
-  if (core_needs(n, 0)) /* b * a^(b-1) */
-    gin[0] = core_sum_to(loom_mul(g, loom_mul(b, loom_pow(a, loom_add_scalar(b, -1)))), n->in_shape[0]);
+  if (core_needs(n, 0)) { /* b * a^(b-1), and 0 where b == 0 (PyTorch) */
+    loom_tensor *zero = loom_scalar_like(b, 0);
+    loom_tensor *d = loom_mul(b, loom_pow(a, loom_add_scalar(b, -1)));
+    gin[0] = core_sum_to(loom_mul(g, loom_where(loom_eq(b, zero), zero, d)), n->in_shape[0]);
+  }
   if (core_needs(n, 1)) { /* y * log(a), taken as 0 where a == 0 (PyTorch) */
     loom_tensor *zero = loom_scalar_like(a, 0);
     loom_tensor *lg = loom_where(loom_eq(a, zero), zero, loom_log(a));

@@ -69,12 +69,13 @@ loom_tensor *loom_index_select(const loom_tensor *x, int dim, const loom_tensor 
     out = idx && xc ? core_new(s, x->dtype, x->storage->device) : NULL;
     core_kctx k = {CORE_OP_index_select, 2, 1, {xc, idx}, {out}, {{O, xin->shape.d[d], I, s.d[d]}, {0}}, NULL};
     if (out && core_launch(&k) != LOOM_OK) out = NULL;
-    if (out && x->shape.ndim == 0) out = loom_reshape(out, index->shape.ndim ? LOOM_SHAPE(s.d[0]) : LOOM_SHAPE());
     if (out && loom_dtype_is_float(x->dtype) && core_grad_needed(1, &xin)) {
       core_node *n = core_record("index_select", index_select_bw, out, 1, &xin);
       core_save(n, idx);
       if (n) n->dims[0] = d, n->n_dims = 1;
     }
+    /* a 0-d input gives a 0-d (or 1-d) result, reshaped after recording */
+    if (out && x->shape.ndim == 0) out = loom_reshape(out, index->shape.ndim ? LOOM_SHAPE(s.d[0]) : LOOM_SHAPE());
   }
   loom_keep(out);
   loom_scope_end();
@@ -139,12 +140,12 @@ loom_tensor *loom_gather(const loom_tensor *x, int dim, const loom_tensor *index
     out = idx && xc ? core_new(iin->shape, x->dtype, x->storage->device) : NULL;
     core_kctx k = {CORE_OP_gather, 2, 1, {xc, idx}, {out}, {{O, xin->shape.d[d], I, iin->shape.d[d]}, {0}}, NULL};
     if (out && core_launch(&k) != LOOM_OK) out = NULL;
-    if (out && x->shape.ndim == 0) out = loom_reshape(out, LOOM_SHAPE());
     if (out && loom_dtype_is_float(x->dtype) && core_grad_needed(1, &xin)) {
       core_node *n = core_record("gather", gather_bw, out, 1, &xin);
       core_save(n, idx);
       if (n) n->dims[0] = d, n->n_dims = 1;
     }
+    if (out && x->shape.ndim == 0) out = loom_reshape(out, LOOM_SHAPE());
   }
   loom_keep(out);
   loom_scope_end();

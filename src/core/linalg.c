@@ -75,17 +75,18 @@ static loom_tensor *matmul_nd(const loom_tensor *a, const loom_tensor *b) {
   os.d[os.ndim++] = N;
   loom_tensor *out = core_new(os, a->dtype, a->storage->device);
   if (!out) return NULL;
-  if (K == 0) {
-    if (loom_fill_(out, 0) != LOOM_OK) out = NULL;
-    return out;
-  }
   operand oa = {0}, ob = {0};
-  loom_no_grad_begin();
-  bool ok = make_operand(a, batch, B, &oa) && make_operand(b, batch, B, &ob);
-  loom_no_grad_end();
-  core_untrack(oa.t);
-  core_untrack(ob.t);
-  if (ok) {
+  bool ok;
+  if (K == 0) { /* an empty sum: zeros, still recorded for autograd */
+    ok = loom_fill_(out, 0) == LOOM_OK;
+  } else {
+    loom_no_grad_begin();
+    ok = make_operand(a, batch, B, &oa) && make_operand(b, batch, B, &ob);
+    loom_no_grad_end();
+    core_untrack(oa.t);
+    core_untrack(ob.t);
+  }
+  if (ok && K > 0) {
     core_kctx k = {CORE_OP_matmul, 2, 1, {oa.t, ob.t}, {out},
                    {{oa.trans, ob.trans, B, M, N, K, oa.bstride, ob.bstride}, {0}}, NULL};
     ok = core_launch(&k) == LOOM_OK;

@@ -153,12 +153,32 @@ loom_tensor *loom_var(const loom_tensor *x, const int *dims, int ndims, int corr
   return out;
 }
 
+/* sqrt whose gradient is 0 where the result is 0 (PyTorch's std and norm give 0
+ * there rather than inf * 0 = NaN). */
+static void sqrt_at0_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
+  const loom_tensor *y = n->saved[0];
+  loom_tensor *zero = loom_scalar_like(y, 0);
+  gin[0] = loom_where(loom_eq(y, zero), zero, loom_div(g, loom_mul_scalar(y, 2)));
+}
+
+static loom_tensor *sqrt_zero_grad_at_0(const loom_tensor *x) {
+  if (!x) return NULL;
+  loom_no_grad_begin();
+  loom_tensor *out = loom_sqrt(x);
+  loom_no_grad_end();
+  if (out && core_grad_needed(1, &x)) {
+    core_node *n = core_record("sqrt", sqrt_at0_bw, out, 1, &x);
+    core_save(n, out);
+  }
+  return out;
+}
+
 loom_tensor *loom_std(const loom_tensor *x, const int *dims, int ndims, int correction, bool keepdim) {
   CORE_CHECK_NULL1("std", x);
   bool mask[LOOM_MAX_DIMS];
   if (!dim_mask("std", x, dims, ndims, mask)) return NULL;
   loom_scope_begin();
-  loom_tensor *out = loom_keep(loom_sqrt(loom_var(x, dims, ndims, correction, keepdim)));
+  loom_tensor *out = loom_keep(sqrt_zero_grad_at_0(loom_var(x, dims, ndims, correction, keepdim)));
   loom_scope_end();
   return out;
 }
@@ -214,7 +234,7 @@ loom_tensor *loom_norm(const loom_tensor *x, double p, const int *dims, int ndim
   } else if (p == 1) {
     out = loom_sum(a, dims, ndims, keepdim);
   } else if (p == 2) {
-    out = loom_sqrt(loom_sum(loom_mul(x, x), dims, ndims, keepdim));
+    out = sqrt_zero_grad_at_0(loom_sum(loom_mul(x, x), dims, ndims, keepdim));
   } else {
     out = loom_pow_scalar(loom_sum(loom_pow_scalar(a, p), dims, ndims, keepdim), 1.0 / p);
   }
