@@ -407,3 +407,23 @@ TEST(Composed, ComparisonsOnBool) {
     for (int i = 0; i < 4; i++) EXPECT_EQ(got[(size_t)i], c.ref(av[i], bv[i]) ? 1.0 : 0.0) << "element " << i;
   }
 }
+
+// PyTorch's type promotion: 0-d tensors and scalars only win with a higher category.
+TEST(Composed, PromotionOfZeroDimAndScalars) {
+  ScopeGuard g;
+  loom_tensor *f32v = T({1, 2}, LOOM_SHAPE(2), LOOM_F32), *f64s = T({2}, LOOM_SHAPE(), LOOM_F64);
+  loom_tensor *i32v = T({1, 2}, LOOM_SHAPE(2), LOOM_I32), *i64s = T({3}, LOOM_SHAPE(), LOOM_I64);
+  loom_tensor *bv = T({1, 0}, LOOM_SHAPE(2), LOOM_BOOL);
+  EXPECT_EQ(loom_dtype_of(loom_mul(f32v, f64s)), LOOM_F32);
+  EXPECT_EQ(loom_dtype_of(loom_mul(f64s, f32v)), LOOM_F32);
+  EXPECT_EQ(loom_dtype_of(loom_add(i32v, i64s)), LOOM_I32);
+  EXPECT_EQ(loom_dtype_of(loom_add(i32v, f64s)), LOOM_F64);
+  EXPECT_EQ(loom_dtype_of(loom_add(f32v, T({1, 1}, LOOM_SHAPE(2), LOOM_F64))), LOOM_F64);
+  loom_tensor *b3 = loom_add_scalar(bv, 3);
+  ASSERT_TRUE(b3) << loom_last_error();
+  EXPECT_EQ(loom_dtype_of(b3), LOOM_I64);
+  EXPECT_EQ(V(b3), (std::vector<double>{4, 3}));
+  EXPECT_EQ(loom_dtype_of(loom_mul_scalar(bv, 0.5)), LOOM_F32);
+  EXPECT_EQ(loom_dtype_of(loom_add_scalar(i32v, 0.5)), LOOM_F32);
+  EXPECT_EQ(loom_dtype_of(loom_add_scalar(i32v, 2)), LOOM_I32);
+}

@@ -1,7 +1,9 @@
 /* Loom operators. Every op returns a new tensor (NULL on error, see
  * loom_last_error) and returns NULL at once when given a NULL input, so a
  * chain can be checked once at its end. Elementwise ops broadcast like
- * PyTorch and promote dtypes (integer + float -> float). */
+ * PyTorch and promote dtypes like it: integer + float -> float, and a 0-d
+ * operand sets the dtype only when it is of a higher category (bool <
+ * integer < float) than the other: f32[n] * f64[] -> f32, i32[n] * f64[] -> f64. */
 #ifndef LOOM_OPS_H
 #define LOOM_OPS_H
 

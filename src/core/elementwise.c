@@ -131,6 +131,17 @@ loom_tensor *loom_clamp(const loom_tensor *x, double lo, double hi) {
 loom_tensor *loom_square(const loom_tensor *x) { return loom_mul(x, x); }
 
 /* ---- binary ---- */
+static int category(loom_dtype dt) { return dt == LOOM_BOOL ? 0 : loom_dtype_is_float(dt) ? 2 : 1; }
+
+/* PyTorch's result type of two operands: a 0-d tensor decides the dtype only
+ * when its category (bool < integer < float) is higher than the other's. */
+static loom_dtype result_type(const loom_tensor *a, const loom_tensor *b) {
+  bool a0 = a->shape.ndim == 0, b0 = b->shape.ndim == 0;
+  if (a0 == b0) return loom_promote_types(a->dtype, b->dtype);
+  const loom_tensor *dim = a0 ? b : a, *zero = a0 ? a : b;
+  return category(zero->dtype) > category(dim->dtype) ? zero->dtype : dim->dtype;
+}
+
 static void add_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
   if (core_needs(n, 0)) gin[0] = core_sum_to(g, n->in_shape[0]);
   if (core_needs(n, 1)) gin[1] = core_sum_to(g, n->in_shape[1]);
@@ -184,7 +195,7 @@ static loom_tensor *binary(core_op op, core_backward_fn bw, int n_save, const lo
   loom_shape s;
   if (!core_broadcast_shapes(name, a->shape, b->shape, &s)) return NULL;
   bool logical = op >= CORE_OP_logical_and && op <= CORE_OP_logical_xor;
-  loom_dtype dt = logical ? LOOM_BOOL : loom_promote_types(a->dtype, b->dtype);
+  loom_dtype dt = logical ? LOOM_BOOL : result_type(a, b);
   if ((op == CORE_OP_div || op == CORE_OP_pow) && !loom_dtype_is_float(dt)) dt = LOOM_F32;
   loom_scope_begin();
   const loom_tensor *ins[2] = {a->dtype == dt ? a : loom_to_dtype(a, dt), b->dtype == dt ? b : loom_to_dtype(b, dt)};
@@ -226,15 +237,18 @@ COMPARE(logical_or)
 COMPARE(logical_xor)
 
 /* Scalar operands take the tensor's dtype (a float scalar with an integer
- * tensor promotes to f32), as PyTorch's wrapped numbers do. */
+ * tensor promotes to f32, any number with a bool tensor to i64 / f32), as
+ * PyTorch's wrapped numbers do. */
 static loom_tensor *with_scalar(loom_tensor *(*fn)(const loom_tensor *, const loom_tensor *), const char *name,
                                 const loom_tensor *a, double s) {
   if (!a) {
     core_null_error("%s: input is NULL", name);
     return NULL;
   }
+  bool integral = isfinite(s) && s == floor(s);
   loom_dtype dt = a->dtype;
-  if (!loom_dtype_is_float(dt) && s != floor(s)) dt = LOOM_F32;
+  if (dt == LOOM_BOOL) dt = integral ? LOOM_I64 : LOOM_F32;
+  else if (!loom_dtype_is_float(dt) && !integral) dt = LOOM_F32;
   loom_scope_begin();
   loom_tensor *out = loom_keep(fn(a, loom_full(LOOM_SHAPE(), s, dt, a->storage->device)));
   loom_scope_end();
@@ -265,7 +279,7 @@ loom_tensor *loom_where(const loom_tensor *cond, const loom_tensor *a, const loo
   loom_shape s1, s;
   if (!core_broadcast_shapes("where", a->shape, b->shape, &s1) || !core_broadcast_shapes("where", cond->shape, s1, &s))
     return NULL;
-  loom_dtype dt = loom_promote_types(a->dtype, b->dtype);
+  loom_dtype dt = result_type(a, b);
   loom_scope_begin();
   const loom_tensor *ins[3] = {a->dtype == dt ? a : loom_to_dtype(a, dt), b->dtype == dt ? b : loom_to_dtype(b, dt),
                                cond};
