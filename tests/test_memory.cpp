@@ -366,15 +366,20 @@ TEST(Memory, CpuLimitGivesOutOfMemoryUntilReset) {
   loom_empty_cache(loom_cpu());
 }
 
-TEST(Memory, PoisonFillsFreshCpuTensorsWithNaN) {
+// Poisoning on: a fresh f32 tensor on dev reads back as NaN everywhere.
+static void expect_fresh_tensor_is_nan(loom_device dev) {
   loom_set_poison(true);
-  loom_tensor *t = loom_empty(LOOM_SHAPE(1000), LOOM_F32, loom_cpu());
+  loom_tensor *t = loom_empty(LOOM_SHAPE(1000), LOOM_F32, dev);
   loom_set_poison(false);
   ASSERT_NE(t, nullptr) << loom_last_error();
   std::vector<float> v(1000, 0.0f);
   ASSERT_EQ(loom_to_host(t, v.data(), v.size() * sizeof(float)), 0) << loom_last_error();
   for (float x : v) ASSERT_TRUE(std::isnan(x));
   loom_release(t);
+}
+
+TEST(Memory, PoisonFillsFreshCpuTensorsWithNaN) {
+  expect_fresh_tensor_is_nan(loom_cpu());
 }
 
 TEST(Memory, MissingCudaDeviceIsAnError) {
@@ -448,14 +453,7 @@ TEST(MemoryGpu, CudaLimitGivesOutOfMemoryUntilReset) {
 
 TEST(MemoryGpu, PoisonFillsFreshCudaTensorsWithNaN) {
   LOOM_REQUIRE_GPU();
-  loom_set_poison(true);
-  loom_tensor *t = loom_empty(LOOM_SHAPE(1000), LOOM_F32, loom_cuda(0));
-  loom_set_poison(false);
-  ASSERT_NE(t, nullptr) << loom_last_error();
-  std::vector<float> v(1000, 0.0f);
-  ASSERT_EQ(loom_to_host(t, v.data(), v.size() * sizeof(float)), 0) << loom_last_error();
-  for (float x : v) ASSERT_TRUE(std::isnan(x));
-  loom_release(t);
+  expect_fresh_tensor_is_nan(loom_cuda(0));
 }
 
 }  // namespace
