@@ -39,3 +39,22 @@ bool has_gpu();
     const std::function<loom_tensor *(const std::vector<loom_tensor *> &)> &f,
     const std::vector<loom_tensor *> &inputs, double eps = 1e-6, double atol = 1e-6,
     double rtol = 1e-4);
+
+// ---- PyTorch fixtures (tests/fixtures/<name>.safetensors, made by tools/fixtures/*.py) ----
+// A fixture file loaded onto the CPU, owned by the returned object.
+struct Fixture {
+  explicit Fixture(const char *name);
+  ~Fixture();
+  Fixture(const Fixture &) = delete;
+  Fixture &operator=(const Fixture &) = delete;
+  bool ok() const { return map != nullptr; }
+  // The tensor stored under key (borrowed; nullptr + a test failure when absent).
+  loom_tensor *operator[](const std::string &key) const;
+  // A metadata string (empty when absent).
+  std::string meta(const std::string &key) const;
+  loom_tensor_map *map = nullptr;
+  std::string name;
+};
+// Relative error of out against the fixture tensor, as a gtest assertion
+// that names the fixture key: EXPECT_TRUE(close(out, fx["y"], 1e-5)).
+::testing::AssertionResult close(const loom_tensor *out, const loom_tensor *ref, double tol);

@@ -155,3 +155,33 @@ double host_loss(const std::function<loom_tensor *(const std::vector<loom_tensor
       << " (atol " << atol << ", rtol " << rtol << ")";
   return ::testing::AssertionFailure() << msg.str();
 }
+
+Fixture::Fixture(const char *fixture_name) : name(fixture_name) {
+  std::string path = std::string(LOOM_FIXTURE_DIR) + "/" + fixture_name + ".safetensors";
+  map = loom_safetensors_load(path.c_str(), loom_cpu());
+  if (!map) ADD_FAILURE() << "fixture " << path << ": " << loom_last_error();
+}
+
+Fixture::~Fixture() { loom_map_free(map); }
+
+loom_tensor *Fixture::operator[](const std::string &key) const {
+  loom_tensor *t = map ? loom_map_get(map, key.c_str()) : nullptr;
+  if (!t && map) ADD_FAILURE() << "fixture " << name << " has no tensor '" << key << "'";
+  return t;
+}
+
+std::string Fixture::meta(const std::string &key) const {
+  const char *v = map ? loom_map_get_meta(map, key.c_str()) : nullptr;
+  return v ? v : "";
+}
+
+::testing::AssertionResult close(const loom_tensor *out, const loom_tensor *ref, double tol) {
+  if (!out) return ::testing::AssertionFailure() << "output is NULL: " << loom_last_error();
+  if (!ref) return ::testing::AssertionFailure() << "reference is missing";
+  if (!loom_shape_equal(loom_shape_of(out), loom_shape_of(ref)))
+    return ::testing::AssertionFailure() << "shape " << loom_shape_str(loom_shape_of(out))
+                                         << ", reference " << loom_shape_str(loom_shape_of(ref));
+  double e = rel_err(out, ref);
+  if (e <= tol) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "relative error " << e << " > " << tol;
+}

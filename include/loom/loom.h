@@ -12,5 +12,7 @@
 #include "loom/ops.h"
 #include "loom/autograd.h"
 #include "loom/io.h"
+#include "loom/nn.h"
+#include "loom/optim.h"
 
 #endif

@@ -58,5 +58,12 @@ void cpu_register_binary(void);
 void cpu_register_reduce(void);
 void cpu_register_index(void);
 void cpu_register_matmul(void);
+void cpu_register_conv(void);
+void cpu_register_norm(void);
+void cpu_register_act(void);
+void cpu_register_rnn(void);
+void cpu_register_attention(void);
+void cpu_register_loss(void);
+void cpu_register_optim(void);
 
 #endif

@@ -9,6 +9,13 @@ void cpu_register_kernels(void) {
   cpu_register_reduce();
   cpu_register_index();
   cpu_register_matmul();
+  cpu_register_conv();
+  cpu_register_norm();
+  cpu_register_act();
+  cpu_register_rnn();
+  cpu_register_attention();
+  cpu_register_loss();
+  cpu_register_optim();
 }
 
 loom_status cpu_need_contiguous(const char *op, loom_tensor *const *ts, int n) {

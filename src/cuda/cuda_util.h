@@ -40,6 +40,10 @@ int cuda_cc_major(int index);
  * non-blocking; the device must be current. NULL + error on failure. */
 void *cuda_copy_stream(int index);
 
+/* The calling thread's cuDNN handle for device dev (current), bound to
+ * stream; *out is a cudnnHandle_t. cudnn_handle.c */
+loom_status cuda_cudnn_handle(int dev, void *stream, void **out);
+
 /* matmul.c */
 loom_status cuda_matmul(const core_kctx *k);
 

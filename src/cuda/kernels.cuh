@@ -228,5 +228,12 @@ void cuda_register_binary(void);
 void cuda_register_reduce(void);
 void cuda_register_index(void);
 void cuda_register_logsumexp(void);
+void cuda_register_conv(void);
+void cuda_register_norm(void);
+void cuda_register_act(void);
+void cuda_register_rnn(void);
+void cuda_register_attention(void);
+void cuda_register_loss(void);
+void cuda_register_optim(void);
 
 #endif
