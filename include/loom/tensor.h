@@ -121,6 +121,10 @@ loom_tensor *loom_contiguous(const loom_tensor *t);
  * Writes through views. Not recorded by autograd. Returns 0 or an error status. */
 int loom_copy_(loom_tensor *dst, const loom_tensor *src);
 int loom_fill_(loom_tensor *dst, double value);
+/* Makes the leaf t view src's data (storage, shape, strides, dtype), keeping
+ * t's identity, requires_grad, gradient and hook: PyTorch's `t.data = src`.
+ * Modules use it to move parameters without changing their handles. */
+int loom_set_data(loom_tensor *t, const loom_tensor *src);
 
 /* ---- views (share storage) ---- */
 loom_tensor *loom_view(const loom_tensor *t, loom_shape s);     /* needs compatible strides */

@@ -4,7 +4,7 @@
 
 #include "core/tensor_impl.h"
 
-static _Thread_local char err_msg[1024];
+static _Thread_local char err_msg[4096];
 static _Thread_local loom_status err_status;
 
 static loom_status record(loom_status status, const char *fmt, va_list ap) {

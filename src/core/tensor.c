@@ -258,3 +258,21 @@ bool loom_shares_storage(const loom_tensor *a, const loom_tensor *b) {
   return a && b && a->storage == b->storage;
 }
 void *loom_data_ptr(const loom_tensor *t) { return t ? core_ptr(t) : NULL; }
+
+int loom_set_data(loom_tensor *t, const loom_tensor *src) {
+  if (!t || !src) return core_null_error("set_data: tensor is NULL");
+  if (t->grad_fn)
+    return core_set_error(LOOM_ERR_INVALID, "set_data: needs a leaf tensor, got the output of %s",
+                          t->grad_fn->name);
+  if (t->requires_grad && !loom_dtype_is_float(src->dtype))
+    return core_set_error(LOOM_ERR_INVALID, "set_data: a tensor that requires grad cannot take %s data",
+                          loom_dtype_name(src->dtype));
+  __atomic_add_fetch(&src->storage->refcount, 1, __ATOMIC_RELAXED);
+  storage_release(t->storage);
+  t->storage = src->storage;
+  t->shape = src->shape;
+  memcpy(t->strides, src->strides, sizeof t->strides);
+  t->offset = src->offset;
+  t->dtype = src->dtype;
+  return LOOM_OK;
+}
