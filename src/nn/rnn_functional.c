@@ -1,0 +1,180 @@
+/* The functional multi-layer RNN / LSTM / GRU (loom_rnn): checks, layout
+ * (batch_first, unbatched), layers, directions and dropout between layers.
+ * Each direction of a layer projects its whole input sequence with one
+ * matmul, then runs the recurrence step by step (nn_rnn_step). */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/autograd_impl.h"
+#include "loom/autograd.h"
+#include "loom/ops.h"
+#include "nn/rnn_impl.h"
+
+/* Inverted dropout with the device's Philox generator (same numbers on CPU
+ * and CUDA for the same seed). */
+static loom_tensor *drop(const loom_tensor *x, double p) {
+  if (p >= 1) return loom_mul_scalar(x, 0.0);
+  loom_tensor *r = loom_rand(x->shape, LOOM_F32, loom_device_of(x));
+  loom_tensor *keep = loom_to_dtype(loom_ge(r, loom_scalar_like(r, p)), x->dtype);
+  return loom_mul(x, loom_mul_scalar(keep, 1.0 / (1.0 - p)));
+}
+
+/* One direction of one layer over seq [L, N, in]: returns [L, N, H]; *h_last
+ * and *c_last (LSTM) receive the final states. w = {w_ih, w_hh, b_ih, b_hh}. */
+static loom_tensor *run_direction(loom_rnn_mode mode, const loom_tensor *seq, loom_tensor *h, loom_tensor *c,
+                                  loom_tensor *const *w, bool reverse, loom_tensor **h_last,
+                                  loom_tensor **c_last) {
+  int64_t L = seq->shape.d[0], N = seq->shape.d[1], in = seq->shape.d[2];
+  /* For RNN and LSTM both biases simply add: fold b_hh into the projection. */
+  bool fold = mode != LOOM_RNN_GRU && w[3];
+  loom_tensor *b = fold ? loom_add(w[2], w[3]) : w[2];
+  loom_tensor *xp = nn_rnn_linear(loom_reshape(seq, LOOM_SHAPE(L * N, in)), w[0], b);
+  if (!xp) return NULL;
+  xp = loom_reshape(xp, LOOM_SHAPE(L, N, xp->shape.d[1]));
+  loom_tensor **hs = calloc((size_t)L, sizeof *hs);
+  if (!hs) {
+    core_set_error(LOOM_ERR_OOM, "%s: out of host memory", nn_rnn_mode_name(mode));
+    return NULL;
+  }
+  for (int64_t s = 0; s < L && h; s++) {
+    int64_t t = reverse ? L - 1 - s : s;
+    loom_tensor *cn = NULL;
+    loom_scope_begin(); /* the step's temporaries go at once; autograd keeps what it saved */
+    loom_tensor *hn = nn_rnn_step(mode, loom_select(xp, 0, t), h, c, w[1], w[3], fold, &cn);
+    loom_keep(hn);
+    loom_keep(cn);
+    loom_scope_end();
+    h = hs[t] = hn;
+    c = cn;
+  }
+  loom_tensor *out = h ? loom_stack(hs, (int)L, 0) : NULL;
+  free(hs);
+  *h_last = h;
+  *c_last = c;
+  return out;
+}
+
+/* Validates the arguments of loom_rnn; sets *hidden. */
+static bool check_args(const char *layer, loom_rnn_mode mode, const loom_tensor *x, const loom_tensor *h0,
+                       const loom_tensor *c0, loom_tensor *const *weights, int K, int D, bool batch_first,
+                       double dropout, int64_t *hidden) {
+  if (mode < LOOM_RNN_TANH || mode > LOOM_RNN_GRU) {
+    core_set_error(LOOM_ERR_INVALID, "RNN: unknown mode %d", (int)mode);
+    return false;
+  }
+  if (K < 1 || !weights) {
+    core_set_error(LOOM_ERR_INVALID, "%s: expected num_layers >= 1 and a weights list, got %d layers%s", layer, K,
+                   weights ? "" : " and no weights");
+    return false;
+  }
+  if (!(dropout >= 0 && dropout <= 1)) {
+    core_set_error(LOOM_ERR_INVALID, "%s: dropout must be in [0, 1], got %g", layer, dropout);
+    return false;
+  }
+  if (!loom_dtype_is_float(x->dtype)) {
+    core_set_error(LOOM_ERR_INVALID, "%s: expected a floating input, got dtype %s", layer, loom_dtype_name(x->dtype));
+    return false;
+  }
+  int nd = x->shape.ndim;
+  if ((nd != 2 && nd != 3) || loom_numel(x) == 0) {
+    core_set_error(LOOM_ERR_INVALID,
+                   "%s: expected a non-empty input [L, N, input_size] (or [L, input_size] unbatched), got %s", layer,
+                   loom_shape_str(x->shape));
+    return false;
+  }
+  int64_t in = x->shape.d[nd - 1];
+  if (weights[0] && weights[0]->shape.ndim == 2 && weights[0]->shape.d[1] != in) {
+    core_set_error(LOOM_ERR_INVALID, "%s: expected input with %lld features (input_size), got %s", layer,
+                   (long long)weights[0]->shape.d[1], loom_shape_str(x->shape));
+    return false;
+  }
+  int64_t H = 0;
+  for (int k = 0; k < K; k++)
+    for (int d = 0; d < D; d++) {
+      loom_tensor *const *w = weights + 4 * (k * D + d);
+      int64_t Hk;
+      char name[48];
+      snprintf(name, sizeof name, "%s (layer %d%s)", layer, k, d ? ", reverse" : "");
+      if (!nn_rnn_check_weights(name, mode, x, k == 0 ? in : D * H, w[0], w[1], w[2], w[3], &Hk)) return false;
+      if (k + d > 0 && Hk != H) {
+        core_set_error(LOOM_ERR_INVALID, "%s: hidden size %lld differs from layer 0's %lld", name, (long long)Hk,
+                       (long long)H);
+        return false;
+      }
+      H = Hk;
+    }
+  if (c0 && mode != LOOM_RNN_LSTM) {
+    core_set_error(LOOM_ERR_INVALID, "%s: c0 is for LSTM only", layer);
+    return false;
+  }
+  int64_t N = nd == 3 ? x->shape.d[batch_first ? 0 : 1] : 1;
+  loom_shape want = nd == 3 ? LOOM_SHAPE((int64_t)K * D, N, H) : LOOM_SHAPE((int64_t)K * D, H);
+  const loom_tensor *st[2] = {h0, c0};
+  for (int i = 0; i < 2; i++) {
+    if (!st[i]) continue;
+    const char *what = i ? "c0" : "h0";
+    if (!loom_shape_equal(st[i]->shape, want)) {
+      char ws[64];
+      snprintf(ws, sizeof ws, "%s", loom_shape_str(want));
+      core_set_error(LOOM_ERR_INVALID, "%s: expected %s of shape %s (num_layers * num_directions, %shidden_size), got %s",
+                     layer, what, ws, nd == 3 ? "N, " : "", loom_shape_str(st[i]->shape));
+      return false;
+    }
+    if (!nn_rnn_check_like(layer, what, st[i], x)) return false;
+  }
+  *hidden = H;
+  return true;
+}
+
+loom_tensor *loom_rnn(loom_rnn_mode mode, const loom_tensor *x, const loom_tensor *h0, const loom_tensor *c0,
+                      loom_tensor *const *weights, int num_layers, bool bidirectional, bool batch_first,
+                      double dropout, bool training, loom_tensor **h_n, loom_tensor **c_n) {
+  const char *layer = nn_rnn_mode_name(mode);
+  if (h_n) *h_n = NULL;
+  if (c_n) *c_n = NULL;
+  CORE_CHECK_NULL1(layer, x);
+  int K = num_layers, D = bidirectional ? 2 : 1;
+  int64_t H;
+  if (!check_args(layer, mode, x, h0, c0, weights, K, D, batch_first, dropout, &H)) return NULL;
+  bool batched = x->shape.ndim == 3, lstm = mode == LOOM_RNN_LSTM;
+  loom_tensor *finals[2 * 2 * 64];
+  if (K * D > 64) {
+    core_set_error(LOOM_ERR_INVALID, "%s: at most 64 layers x directions, got %d", layer, K * D);
+    return NULL;
+  }
+  loom_scope_begin();
+  loom_tensor *seq = !batched ? loom_unsqueeze(x, 1) : batch_first ? loom_transpose(x, 0, 1) : (loom_tensor *)x;
+  int64_t N = seq->shape.d[1];
+  loom_shape st = LOOM_SHAPE((int64_t)K * D, N, H);
+  loom_tensor *hs0 = h0 ? (batched ? (loom_tensor *)h0 : loom_unsqueeze(h0, 1)) : loom_zeros(st, x->dtype, loom_device_of(x));
+  loom_tensor *cs0 = !lstm ? NULL
+                     : c0  ? (batched ? (loom_tensor *)c0 : loom_unsqueeze(c0, 1))
+                           : loom_zeros(st, x->dtype, loom_device_of(x));
+  loom_tensor **hf = finals, **cf = finals + K * D;
+  for (int k = 0; k < K && seq; k++) {
+    loom_tensor *outs[2] = {NULL, NULL};
+    for (int d = 0; d < D; d++) {
+      int idx = k * D + d;
+      outs[d] = run_direction(mode, seq, loom_select(hs0, 0, idx), lstm ? loom_select(cs0, 0, idx) : NULL,
+                              weights + 4 * idx, d == 1, &hf[idx], &cf[idx]);
+    }
+    seq = D == 2 ? (outs[0] && outs[1] ? loom_cat(outs, 2, 2) : NULL) : outs[0];
+    if (seq && training && dropout > 0 && k < K - 1) seq = drop(seq, dropout);
+  }
+  loom_tensor *out = NULL, *hn = NULL, *cn = NULL;
+  if (seq) {
+    out = !batched ? loom_squeeze(seq, 1) : batch_first ? loom_transpose(seq, 0, 1) : seq;
+    hn = loom_stack(hf, K * D, 0);
+    if (lstm) cn = loom_stack(cf, K * D, 0);
+    if (!batched) {
+      hn = loom_squeeze(hn, 1);
+      if (lstm) cn = loom_squeeze(cn, 1);
+    }
+    if (!hn || (lstm && !cn)) out = NULL;
+  }
+  loom_keep(out);
+  if (out && h_n) *h_n = loom_keep(hn);
+  if (out && c_n) *c_n = loom_keep(cn);
+  loom_scope_end();
+  return out;
+}

@@ -1,0 +1,26 @@
+/* Internals shared by the recurrent layers' files (src/nn/rnn*.c). */
+#ifndef LOOM_NN_RNN_IMPL_H
+#define LOOM_NN_RNN_IMPL_H
+
+#include "loom/nn.h"
+
+/* "RNN", "LSTM" or "GRU" (error messages). */
+const char *nn_rnn_mode_name(loom_rnn_mode mode);
+/* Gates per hidden unit: 1, 4 (LSTM) or 3 (GRU). */
+int nn_rnn_gates(loom_rnn_mode mode);
+/* x @ w^T (+ b). */
+loom_tensor *nn_rnn_linear(const loom_tensor *x, const loom_tensor *w, const loom_tensor *b);
+/* One time step from the input projection xp = x W_ih^T + b_ih [N, G*H]
+ * (plus b_hh when b_hh_folded, RNN and LSTM only) and the state h [N, H]
+ * (c [N, H] for LSTM). Returns h'; for LSTM *c1 receives c'. */
+loom_tensor *nn_rnn_step(loom_rnn_mode mode, const loom_tensor *xp, const loom_tensor *h, const loom_tensor *c,
+                         const loom_tensor *w_hh, const loom_tensor *b_hh, bool b_hh_folded, loom_tensor **c1);
+/* Dtype and device of t match x's; otherwise an error naming layer and what. */
+bool nn_rnn_check_like(const char *layer, const char *what, const loom_tensor *t, const loom_tensor *x);
+/* Shapes [G*H, in], [G*H, H], [G*H] and dtype / device of one layer's
+ * weights; sets *hidden = H. */
+bool nn_rnn_check_weights(const char *layer, loom_rnn_mode mode, const loom_tensor *x, int64_t in,
+                          const loom_tensor *w_ih, const loom_tensor *w_hh, const loom_tensor *b_ih,
+                          const loom_tensor *b_hh, int64_t *hidden);
+
+#endif
