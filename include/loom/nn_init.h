@@ -1,7 +1,10 @@
-/* Loom initialisers (torch.nn.init): each fills a tensor in place, without
- * recording autograd, from the tensor's device generator, and returns 0 or an
- * error status. Fans follow PyTorch: for a weight [out, in, k...] fan_in =
- * in * prod(k), fan_out = out * prod(k). */
+/* Loom initialisers (torch.nn.init): each fills a tensor in place (views
+ * too), without recording autograd, from the tensor's device generator, and
+ * returns 0 or an error status. Values are drawn in f32 (f64 for f64 tensors)
+ * and cast, so a seed gives the same numbers on the CPU and on CUDA. Random
+ * fills need a floating tensor; constant_/zeros_/ones_ also take integer ones
+ * (as PyTorch). Zero-element tensors are a no-op. Fans follow PyTorch: for a
+ * weight [out, in, k...] fan_in = in * prod(k), fan_out = out * prod(k). */
 #ifndef LOOM_NN_INIT_H
 #define LOOM_NN_INIT_H
 
@@ -27,7 +30,8 @@ double loom_init_gain(const char *nonlinearity, double param);
 int loom_init_xavier_uniform_(loom_tensor *t, double gain);
 int loom_init_xavier_normal_(loom_tensor *t, double gain);
 /* a: negative slope for leaky_relu (PyTorch's default a = 0; Linear and Conv
- * layers use a = sqrt(5) with "leaky_relu"). */
+ * layers use a = sqrt(5) with "leaky_relu"). nonlinearity NULL = "leaky_relu"
+ * (PyTorch's default). std = gain / sqrt(fan); the uniform bound is sqrt(3) std. */
 int loom_init_kaiming_uniform_(loom_tensor *t, double a, loom_fan_mode mode, const char *nonlinearity);
 int loom_init_kaiming_normal_(loom_tensor *t, double a, loom_fan_mode mode, const char *nonlinearity);
 /* (Semi-)orthogonal matrix from the QR decomposition of a normal matrix,
