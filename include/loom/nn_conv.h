@@ -1,4 +1,9 @@
-/* Loom convolution and pooling layers (modules and functional forms). */
+/* Loom convolution and pooling layers (modules and functional forms).
+ *
+ * Tensors are NCHW ([N, C, H, W]; 1-d forms [N, C, L]); an unbatched input
+ * ([C, H, W] / [C, L]) gives an unbatched output, as in PyTorch. Options
+ * structs are all-zero for PyTorch's defaults and NULL means all-zero. 2-d
+ * options are {h, w} pairs; the 1-d forms read element [0] only. */
 #ifndef LOOM_NN_CONV_H
 #define LOOM_NN_CONV_H
 
@@ -9,6 +14,82 @@ extern "C" {
 #endif
 
 typedef struct loom_module loom_module;
+
+/* ---- convolution ---- */
+typedef struct loom_conv_opts {
+  int stride[2];          /* 0 = 1 */
+  int padding[2];         /* zero padding on both sides (default 0) */
+  int dilation[2];        /* 0 = 1 */
+  int groups;             /* 0 = 1; groups = in_channels is depthwise */
+  bool same_padding;      /* padding='same': output size = input size (stride 1 only);
+                             an odd total padding puts the extra row/column at the end */
+  int output_padding[2];  /* conv_transpose only: extra rows/columns at the end (< stride) */
+  bool no_bias;           /* modules: bias=False */
+  const char *padding_mode; /* NULL or "zeros" (the only mode) */
+} loom_conv_opts;
+
+/* x [N, C, H, W], weight [Cout, C / groups, kh, kw], bias [Cout] or NULL. */
+loom_tensor *loom_conv2d(const loom_tensor *x, const loom_tensor *weight, const loom_tensor *bias,
+                         const loom_conv_opts *opts);
+/* x [N, C, L], weight [Cout, C / groups, k], bias [Cout] or NULL. */
+loom_tensor *loom_conv1d(const loom_tensor *x, const loom_tensor *weight, const loom_tensor *bias,
+                         const loom_conv_opts *opts);
+/* x [N, Cin, H, W], weight [Cin, Cout / groups, kh, kw], bias [Cout] or NULL;
+ * Hout = (H - 1) stride - 2 padding + dilation (kh - 1) + output_padding + 1. */
+loom_tensor *loom_conv_transpose2d(const loom_tensor *x, const loom_tensor *weight, const loom_tensor *bias,
+                                   const loom_conv_opts *opts);
+
+/* Modules "Conv2d", "Conv1d", "ConvTranspose2d" with parameters weight and
+ * bias (absent with no_bias), PyTorch's default initialisation:
+ * kaiming_uniform(a = sqrt(5)) weight, bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)). */
+loom_module *loom_nn_conv2d(int64_t in_channels, int64_t out_channels, int kernel_h, int kernel_w,
+                            const loom_conv_opts *opts);
+loom_module *loom_nn_conv1d(int64_t in_channels, int64_t out_channels, int kernel_size,
+                            const loom_conv_opts *opts);
+loom_module *loom_nn_conv_transpose2d(int64_t in_channels, int64_t out_channels, int kernel_h, int kernel_w,
+                                      const loom_conv_opts *opts);
+
+/* ---- pooling ---- */
+typedef struct loom_pool_opts {
+  int stride[2];     /* 0 = the kernel size */
+  int padding[2];    /* implicit padding on both sides, at most half the kernel */
+  int dilation[2];   /* max pooling only; 0 = 1 */
+  bool ceil_mode;    /* ceil instead of floor for the output size (the last window
+                        must still start inside the input or the left padding) */
+  bool exclude_pad;  /* avg pooling: count_include_pad=False (divide by the
+                        number of input elements in the window) */
+} loom_pool_opts;
+
+/* Max pooling; *indices (may be NULL) receives LOOM_I64 positions of the
+ * maxima, flat in each input plane (h * W + w; 1-d: l), as PyTorch's
+ * return_indices. */
+loom_tensor *loom_max_pool2d(const loom_tensor *x, int kernel_h, int kernel_w, const loom_pool_opts *opts,
+                             loom_tensor **indices);
+loom_tensor *loom_max_pool1d(const loom_tensor *x, int kernel_size, const loom_pool_opts *opts,
+                             loom_tensor **indices);
+loom_tensor *loom_avg_pool2d(const loom_tensor *x, int kernel_h, int kernel_w, const loom_pool_opts *opts);
+loom_tensor *loom_avg_pool1d(const loom_tensor *x, int kernel_size, const loom_pool_opts *opts);
+/* Output [N, C, out_h, out_w]; output row i averages input rows
+ * [floor(i H / out_h), ceil((i + 1) H / out_h)). A size of -1 keeps the
+ * input's size (PyTorch's None). */
+loom_tensor *loom_adaptive_avg_pool2d(const loom_tensor *x, int64_t out_h, int64_t out_w);
+
+/* Modules "MaxPool2d", "MaxPool1d", "AvgPool2d", "AvgPool1d", "AdaptiveAvgPool2d". */
+loom_module *loom_nn_max_pool2d(int kernel_h, int kernel_w, const loom_pool_opts *opts);
+loom_module *loom_nn_max_pool1d(int kernel_size, const loom_pool_opts *opts);
+loom_module *loom_nn_avg_pool2d(int kernel_h, int kernel_w, const loom_pool_opts *opts);
+loom_module *loom_nn_avg_pool1d(int kernel_size, const loom_pool_opts *opts);
+loom_module *loom_nn_adaptive_avg_pool2d(int64_t out_h, int64_t out_w);
+
+/* The configuration of a conv or pooling module (loom_module_state(m)). */
+typedef struct loom_conv_config {
+  int64_t in_channels, out_channels;  /* conv only */
+  int kernel[2];                      /* conv and pooling */
+  int64_t output_size[2];             /* AdaptiveAvgPool2d */
+  int dims;                           /* 1 or 2 */
+  loom_conv_opts conv;                /* conv layers: defaults filled in */
+  loom_pool_opts pool;                /* pooling layers: defaults filled in */
+} loom_conv_config;
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,22 @@
+/* The conv family's op definitions with the caller's name in their errors,
+ * so the modules (src/nn/conv.c) report "Conv2d: ..." and the functional
+ * forms "conv2d: ...". dims is 1 or 2; k[] the kernel (k[0] for 1-d).
+ * Implemented in src/core/conv.c and src/core/pool.c. */
+#ifndef LOOM_CORE_CONV_IMPL_H
+#define LOOM_CORE_CONV_IMPL_H
+
+#include "loom/nn_conv.h"
+
+loom_tensor *core_conv(const char *who, int dims, bool transpose, const loom_tensor *x, const loom_tensor *w,
+                       const loom_tensor *b, const loom_conv_opts *opts);
+loom_tensor *core_max_pool(const char *who, int dims, const loom_tensor *x, const int *k,
+                           const loom_pool_opts *opts, loom_tensor **indices);
+loom_tensor *core_avg_pool(const char *who, int dims, const loom_tensor *x, const int *k,
+                           const loom_pool_opts *opts);
+loom_tensor *core_adaptive_avg_pool2d(const char *who, const loom_tensor *x, int64_t out_h, int64_t out_w);
+
+/* Option checks alone (module constructors): true, or false + error. */
+bool core_conv_check_opts(const char *who, int dims, bool transpose, const loom_conv_opts *opts);
+bool core_pool_check_opts(const char *who, int dims, bool is_max, const int *k, const loom_pool_opts *opts);
+
+#endif

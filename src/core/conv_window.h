@@ -1,0 +1,35 @@
+/* Pooling windows, shared by the CPU and CUDA pooling kernels (C11 and CUDA
+ * C++) so that both follow PyTorch's rules exactly. Attributes as in
+ * src/core/ops_conv.def (avg_pool2d): a[0..1] kernel, a[2..3] stride,
+ * a[4..5] padding, a[6] exclude_pad, a[7] adaptive. */
+#ifndef LOOM_CORE_CONV_WINDOW_H
+#define LOOM_CORE_CONV_WINDOW_H
+
+#include <stdint.h>
+
+#ifdef __CUDACC__
+#define CONV_HD __host__ __device__ __forceinline__
+#else
+#define CONV_HD static inline
+#endif
+
+/* Input range [*lo, *hi) that output o (of n_out) averages along dim j
+ * (0 = H, 1 = W) of an input of size n_in; returns the count the divisor
+ * uses for that dim: the window clipped to the padded input when padding
+ * counts, else the clipped range itself. */
+CONV_HD int64_t conv_avg_window(const int64_t *a, int j, int64_t o, int64_t n_in, int64_t n_out, int64_t *lo,
+                                int64_t *hi) {
+  if (a[7]) { /* adaptive: [floor(o n_in / n_out), ceil((o + 1) n_in / n_out)) */
+    *lo = o * n_in / n_out;
+    *hi = ((o + 1) * n_in + n_out - 1) / n_out;
+    return *hi - *lo;
+  }
+  int64_t start = o * a[2 + j] - a[4 + j], end = start + a[j];
+  if (end > n_in + a[4 + j]) end = n_in + a[4 + j];
+  int64_t padded = end - start;
+  *lo = start < 0 ? 0 : start;
+  *hi = end > n_in ? n_in : end;
+  return a[6] ? *hi - *lo : padded;
+}
+
+#endif
