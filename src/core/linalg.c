@@ -1,4 +1,6 @@
 /* Matrix products: matmul (batched, broadcast), bmm, addmm. */
+#include "core/autocast.h"
+#include "loom/optim.h"
 #include "core/autograd_impl.h"
 
 /* How one operand of shape [..., r, c] reaches the kernel: a tensor whose
@@ -107,12 +109,26 @@ static loom_tensor *matmul_nd(const loom_tensor *a, const loom_tensor *b) {
   return out;
 }
 
+/* Inside an autocast region: the operands cast to its dtype and *out the
+ * product of those (true), or false when no operand needs a cast. */
+static bool autocast_matmul(const loom_tensor *a, const loom_tensor *b, loom_tensor **out) {
+  if (core_autocast_dtype(a->storage->device) == LOOM_DTYPE_COUNT) return false;
+  loom_scope_begin();
+  loom_tensor *ca = core_autocast_low(a), *cb = core_autocast_low(b);
+  bool cast = ca != a || cb != b;
+  *out = cast ? loom_keep(loom_matmul(ca, cb)) : NULL;
+  loom_scope_end();
+  return cast;
+}
+
 loom_tensor *loom_matmul(const loom_tensor *a, const loom_tensor *b) {
   if (!a || !b) {
     core_null_error("matmul: %s input is NULL", a ? "second" : "first");
     return NULL;
   }
   if (!core_check_same_device("matmul", a, b)) return NULL;
+  loom_tensor *cast_out;
+  if (autocast_matmul(a, b, &cast_out)) return cast_out;
   if (a->shape.ndim == 0 || b->shape.ndim == 0) {
     core_set_error(LOOM_ERR_INVALID, "matmul: both operands need at least 1 dim, got %s and %s",
                    loom_shape_str(a->shape), loom_shape_str(b->shape));
@@ -142,8 +158,13 @@ loom_tensor *loom_matmul(const loom_tensor *a, const loom_tensor *b) {
   }
   loom_scope_begin();
   if (a->storage->device.type == LOOM_CPU && (a->dtype == LOOM_F16 || a->dtype == LOOM_BF16)) {
-    /* the CPU multiplies half precision in f32 (the operands' layouts carry no f32 copy) */
-    loom_tensor *r = loom_to_dtype(loom_matmul(loom_to_dtype(a, LOOM_F32), loom_to_dtype(b, LOOM_F32)), a->dtype);
+    /* the CPU multiplies half precision in f32 (the operands' layouts carry no f32 copy),
+     * with autocast off so that the f32 product is not cast back down */
+    bool pushed = core_autocast_dtype(a->storage->device) != LOOM_DTYPE_COUNT &&
+                  loom_autocast_begin(LOOM_CPU, LOOM_F32) == LOOM_OK;
+    loom_tensor *p = loom_matmul(loom_to_dtype(a, LOOM_F32), loom_to_dtype(b, LOOM_F32));
+    if (pushed) loom_autocast_end();
+    loom_tensor *r = loom_to_dtype(p, a->dtype);
     loom_keep(r);
     loom_scope_end();
     return r;
@@ -194,6 +215,8 @@ loom_tensor *loom_addmm(const loom_tensor *input, const loom_tensor *m1, const l
     return NULL;
   }
   loom_scope_begin();
+  /* autocast: the added input takes the product's dtype too, as in PyTorch */
+  if (core_autocast_dtype(m1->storage->device) != LOOM_DTYPE_COUNT) input = core_autocast_low(input);
   loom_tensor *p = loom_matmul(m1, m2);
   if (alpha != 1) p = loom_mul_scalar(p, alpha);
   loom_tensor *out = beta == 0 ? p : loom_add(beta == 1 ? input : loom_mul_scalar(input, beta), p);

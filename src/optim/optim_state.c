@@ -1,0 +1,197 @@
+/* Optimiser checkpoint state (PyTorch's state_dict layout flattened into
+ * named tensors), the number helpers the schedulers and the scaler share, and
+ * the constructors over a module's parameters. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loom/nn.h"
+#include "optim/optimizer_impl.h"
+
+const char *optim_key(char *buf, size_t size, const char *prefix, const char *suffix) {
+  snprintf(buf, size, "%s%s", prefix ? prefix : "", suffix);
+  return buf;
+}
+
+int optim_put_number(loom_tensor_map *m, const char *key, double v) {
+  loom_scope_begin();
+  loom_tensor *t = loom_full(LOOM_SHAPE(), v, LOOM_F64, loom_cpu());
+  int st = t ? loom_map_set(m, key, t) : (int)loom_last_status();
+  loom_scope_end();
+  return st;
+}
+
+bool optim_get_number(const loom_tensor_map *m, const char *key, double *v) {
+  loom_tensor *t = loom_map_get(m, key);
+  if (!t || loom_numel(t) != 1) return false;
+  *v = loom_item(t);
+  return true;
+}
+
+/* ---- optimiser state ---- */
+
+static bool uses_step(const loom_optimizer *opt) { return opt->kind != OPT_SGD; }
+
+int loom_optimizer_state_dict(const loom_optimizer *opt, loom_tensor_map *out, const char *prefix) {
+  if (!opt || !out) return core_set_error(LOOM_ERR_INVALID, "optimizer_state_dict: NULL %s", opt ? "map" : "optimizer");
+  char key[512], suffix[128];
+  int st = LOOM_OK;
+  for (int g = 0; st == LOOM_OK && g < opt->n_groups; g++) {
+    const optim_group *grp = &opt->groups[g];
+    snprintf(suffix, sizeof suffix, "param_groups.%d.lr", g);
+    st = optim_put_number(out, optim_key(key, sizeof key, prefix, suffix), grp->lr);
+    snprintf(suffix, sizeof suffix, "param_groups.%d.weight_decay", g);
+    if (st == LOOM_OK) st = optim_put_number(out, optim_key(key, sizeof key, prefix, suffix), grp->weight_decay);
+    snprintf(suffix, sizeof suffix, "param_groups.%d.initial_lr", g);
+    if (st == LOOM_OK && grp->has_initial_lr)
+      st = optim_put_number(out, optim_key(key, sizeof key, prefix, suffix), grp->initial_lr);
+  }
+  for (int i = 0; st == LOOM_OK && i < opt->n_params; i++) {
+    const optim_param *p = &opt->params[i];
+    if (p->step == 0) continue;   /* no state yet */
+    if (uses_step(opt)) {
+      snprintf(suffix, sizeof suffix, "state.%d.step", i);
+      st = optim_put_number(out, optim_key(key, sizeof key, prefix, suffix), (double)p->step);
+    }
+    for (int s = 0; st == LOOM_OK && s < 3; s++) {
+      if (!p->state[s] || !optim_state_used(opt, s)) continue;
+      snprintf(suffix, sizeof suffix, "state.%d.%s", i, optim_state_name(opt, s));
+      st = loom_map_set(out, optim_key(key, sizeof key, prefix, suffix), p->state[s]);
+    }
+  }
+  return st;
+}
+
+/* Checks the entries of parameter i: *present tells whether it has state. */
+static loom_status check_param_state(const loom_optimizer *opt, const loom_tensor_map *in, const char *prefix, int i,
+                                     bool *present) {
+  char key[512], suffix[128];
+  const optim_param *p = &opt->params[i];
+  int found = 0, wanted = 0;
+  double step = 0;
+  if (uses_step(opt)) {
+    snprintf(suffix, sizeof suffix, "state.%d.step", i);
+    wanted++;
+    if (optim_get_number(in, optim_key(key, sizeof key, prefix, suffix), &step)) {
+      found++;
+      if (!(step >= 1) || step != (double)(int64_t)step)
+        return core_set_error(LOOM_ERR_INVALID, "optimizer_load_state_dict: %s is %g, not a step count", key, step);
+    }
+  }
+  for (int s = 0; s < 3; s++) {
+    if (!optim_state_used(opt, s)) continue;
+    snprintf(suffix, sizeof suffix, "state.%d.%s", i, optim_state_name(opt, s));
+    loom_tensor *t = loom_map_get(in, optim_key(key, sizeof key, prefix, suffix));
+    wanted++;
+    if (!t) continue;
+    found++;
+    if (!loom_shape_equal(t->shape, p->p->shape) || !loom_dtype_is_float(t->dtype))
+      return core_set_error(LOOM_ERR_INVALID, "optimizer_load_state_dict: %s is %s %s, the parameter %s", key,
+                            loom_dtype_name(t->dtype), loom_shape_str(t->shape), loom_shape_str(p->p->shape));
+  }
+  if (found != 0 && found != wanted)
+    return core_set_error(LOOM_ERR_INVALID, "optimizer_load_state_dict: parameter %d has %d of its %d %s state entries",
+                          i, found, wanted, loom_optimizer_name(opt));
+  *present = found > 0;
+  return LOOM_OK;
+}
+
+int loom_optimizer_load_state_dict(loom_optimizer *opt, const loom_tensor_map *in, const char *prefix) {
+  if (!opt || !in) return core_set_error(LOOM_ERR_INVALID, "optimizer_load_state_dict: NULL %s", opt ? "map" : "optimizer");
+  char key[512], suffix[128];
+  double v;
+  /* check everything first, so that a bad map changes nothing */
+  for (int g = 0; g <= opt->n_groups; g++) {
+    snprintf(suffix, sizeof suffix, "param_groups.%d.lr", g);
+    bool has = optim_get_number(in, optim_key(key, sizeof key, prefix, suffix), &v);
+    if (has != (g < opt->n_groups))
+      return core_set_error(LOOM_ERR_INVALID, "optimizer_load_state_dict: the optimizer has %d param groups but %s is %s",
+                            opt->n_groups, key, has ? "present" : "missing");
+  }
+  bool *present = calloc((size_t)opt->n_params + 1, 1);
+  if (!present) return core_set_error(LOOM_ERR_OOM, "optimizer_load_state_dict: out of host memory");
+  loom_status st = LOOM_OK;
+  for (int i = 0; st == LOOM_OK && i < opt->n_params; i++) st = check_param_state(opt, in, prefix, i, &present[i]);
+  snprintf(suffix, sizeof suffix, "state.%d.", opt->n_params);
+  optim_key(key, sizeof key, prefix, suffix);
+  for (int k = 0; st == LOOM_OK && k < loom_map_size(in); k++)
+    if (strncmp(loom_map_name(in, k), key, strlen(key)) == 0)
+      st = core_set_error(LOOM_ERR_INVALID, "optimizer_load_state_dict: %s names a parameter the optimizer (%d parameters) does not have",
+                          loom_map_name(in, k), opt->n_params);
+  if (st != LOOM_OK) {
+    free(present);
+    return st;
+  }
+  /* apply */
+  loom_scope_begin();
+  for (int g = 0; g < opt->n_groups; g++) {
+    optim_group *grp = &opt->groups[g];
+    snprintf(suffix, sizeof suffix, "param_groups.%d.lr", g);
+    optim_get_number(in, optim_key(key, sizeof key, prefix, suffix), &grp->lr);
+    snprintf(suffix, sizeof suffix, "param_groups.%d.weight_decay", g);
+    optim_get_number(in, optim_key(key, sizeof key, prefix, suffix), &grp->weight_decay);
+    snprintf(suffix, sizeof suffix, "param_groups.%d.initial_lr", g);
+    if (optim_get_number(in, optim_key(key, sizeof key, prefix, suffix), &v)) {
+      grp->initial_lr = v;
+      grp->has_initial_lr = true;
+    }
+  }
+  for (int i = 0; st == LOOM_OK && i < opt->n_params; i++) {
+    optim_param *p = &opt->params[i];
+    optim_param_clear(p);
+    if (!present[i]) continue;
+    p->step = 1;  /* SGD keeps no count: any value > 0 means "the buffer exists" */
+    snprintf(suffix, sizeof suffix, "state.%d.step", i);
+    if (uses_step(opt) && optim_get_number(in, optim_key(key, sizeof key, prefix, suffix), &v)) p->step = (int64_t)v;
+    for (int s = 0; st == LOOM_OK && s < 3; s++) {
+      if (!optim_state_used(opt, s)) continue;
+      snprintf(suffix, sizeof suffix, "state.%d.%s", i, optim_state_name(opt, s));
+      loom_tensor *src = loom_map_get(in, optim_key(key, sizeof key, prefix, suffix));
+      loom_tensor *t = loom_empty(p->p->shape, p->p->dtype, p->p->storage->device);
+      if (!t || loom_copy_(t, src) != LOOM_OK) {
+        st = loom_last_status();
+        break;
+      }
+      core_untrack(t);
+      p->state[s] = t;
+    }
+  }
+  loom_scope_end();
+  free(present);
+  return st;
+}
+
+/* ---- over a module ---- */
+
+int loom_module_trainable_params(const loom_module *m, loom_tensor **out, int max) {
+  if (!m) return core_null_error("module_trainable_params: module is NULL"), -1;
+  loom_named_tensors *l = loom_module_named_parameters(m);
+  if (!l) return -1;
+  int n = 0;
+  for (int i = 0; i < l->n; i++) {
+    if (!loom_requires_grad(l->tensors[i])) continue;
+    if (n < max && out) out[n] = l->tensors[i];
+    n++;
+  }
+  loom_named_tensors_free(l);
+  return n;
+}
+
+#define MODULE_CTOR(NAME, OPTS)                                                  \
+  loom_optimizer *NAME##_module(const loom_module *m, const OPTS *o) {          \
+    int n = loom_module_trainable_params(m, NULL, 0);                            \
+    if (n < 0) return NULL;                                                      \
+    loom_tensor **ps = malloc((size_t)(n + 1) * sizeof *ps);                     \
+    if (!ps) {                                                                   \
+      core_set_error(LOOM_ERR_OOM, #NAME "_module: out of host memory");         \
+      return NULL;                                                               \
+    }                                                                            \
+    loom_module_trainable_params(m, ps, n);                                      \
+    loom_optimizer *opt = NAME(ps, n, o);                                        \
+    free(ps);                                                                    \
+    return opt;                                                                  \
+  }
+MODULE_CTOR(loom_sgd, loom_sgd_opts)
+MODULE_CTOR(loom_adam, loom_adam_opts)
+MODULE_CTOR(loom_adamw, loom_adam_opts)
+MODULE_CTOR(loom_rmsprop, loom_rmsprop_opts)

@@ -1,0 +1,374 @@
+/* Learning-rate schedules, as torch.optim.lr_scheduler computes them: the
+ * chainable (recursive) form on each step from the optimiser's current lr, so
+ * that two schedulers on one optimiser compose as in PyTorch, and the closed
+ * form for step(epoch) (used by SequentialLR at its milestones). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "optim/optim_impl.h"
+
+#define SCHED_PI 3.14159265358979323846
+
+typedef enum { SCH_STEP, SCH_MULTISTEP, SCH_COSINE, SCH_LINEAR, SCH_ONECYCLE, SCH_SEQUENTIAL } sched_kind;
+
+struct loom_scheduler {
+  sched_kind kind;
+  loom_optimizer *opt;
+  int64_t last_epoch, step_count;
+  int n_groups;
+  double *base_lrs, *last_lrs;
+  /* StepLR, MultiStepLR */
+  int step_size;
+  double gamma;
+  int *milestones, n_milestones;   /* sorted; also SequentialLR's */
+  /* CosineAnnealingLR */
+  int t_max;
+  double eta_min;
+  /* LinearLR */
+  double start_factor, end_factor;
+  int total_iters;
+  /* OneCycleLR: phases end at phase_end[k], going from lr phase_lr[k] to phase_lr[k + 1] */
+  int total_steps, n_phases;
+  double phase_end[3], phase_lr[4];
+  bool anneal_linear;
+  /* SequentialLR */
+  loom_scheduler **subs;
+  int n_subs;
+};
+
+static double *group_lr(loom_scheduler *s, int g) {
+  int n;
+  return &optim_groups(s->opt, &n)[g].lr;
+}
+
+/* The chainable lr of group g at s->last_epoch. */
+static double chain_lr(loom_scheduler *s, int g) {
+  double lr = *group_lr(s, g), base = s->base_lrs[g];
+  int64_t e = s->last_epoch;
+  switch (s->kind) {
+    case SCH_STEP: return e == 0 || e % s->step_size != 0 ? lr : lr * s->gamma;
+    case SCH_MULTISTEP: {
+      int hits = 0;
+      for (int k = 0; k < s->n_milestones; k++) hits += s->milestones[k] == e;
+      return lr * pow(s->gamma, hits);
+    }
+    case SCH_COSINE: {
+      double T = s->t_max;
+      if (e == 0) return lr;
+      if (s->step_count == 1 && e > 0) return s->eta_min + (base - s->eta_min) * (1 + cos(e * SCHED_PI / T)) / 2;
+      int64_t period = 2 * (int64_t)s->t_max, r = ((e - 1 - s->t_max) % period + period) % period;
+      if (r == 0) return lr + (base - s->eta_min) * (1 - cos(SCHED_PI / T)) / 2;
+      return (1 + cos(SCHED_PI * e / T)) / (1 + cos(SCHED_PI * (e - 1) / T)) * (lr - s->eta_min) + s->eta_min;
+    }
+    case SCH_LINEAR: {
+      if (e == 0) return lr * s->start_factor;
+      if (e > s->total_iters) return lr;
+      double d = s->end_factor - s->start_factor;
+      return lr * (1.0 + d / (s->total_iters * s->start_factor + (e - 1) * d));
+    }
+    default: break;
+  }
+  /* OneCycleLR has only the closed form */
+  double start = 0;
+  for (int k = 0; k < s->n_phases; k++) {
+    double end = s->phase_end[k];
+    if (e <= end || k == s->n_phases - 1) {
+      double pct = (e - start) / (end - start), a = s->phase_lr[k], b = s->phase_lr[k + 1];
+      return s->anneal_linear ? (b - a) * pct + a : b + (a - b) / 2.0 * (cos(SCHED_PI * pct) + 1);
+    }
+    start = end;
+  }
+  return lr;
+}
+
+static double closed_lr(loom_scheduler *s, int g) {
+  double base = s->base_lrs[g];
+  int64_t e = s->last_epoch;
+  switch (s->kind) {
+    case SCH_STEP: return base * pow(s->gamma, (double)(e / s->step_size));
+    case SCH_MULTISTEP: {
+      int below = 0;
+      for (int k = 0; k < s->n_milestones; k++) below += s->milestones[k] <= e;
+      return base * pow(s->gamma, below);
+    }
+    case SCH_COSINE: return s->eta_min + (base - s->eta_min) * (1 + cos(SCHED_PI * e / s->t_max)) / 2;
+    case SCH_LINEAR:
+      return base * (s->start_factor +
+                     (s->end_factor - s->start_factor) * (double)(e < s->total_iters ? e : s->total_iters) / s->total_iters);
+    default: return chain_lr(s, g);
+  }
+}
+
+/* One step; epoch >= 0 jumps there (closed form), as PyTorch's step(epoch). */
+static int step_to(loom_scheduler *s, int64_t epoch) {
+  if (s->kind == SCH_SEQUENTIAL) {
+    s->last_epoch++;
+    int idx = 0;
+    while (idx < s->n_milestones && s->milestones[idx] <= s->last_epoch) idx++;
+    loom_scheduler *sub = s->subs[idx];
+    int st = step_to(sub, idx > 0 && s->milestones[idx - 1] == s->last_epoch ? 0 : -1);
+    memcpy(s->last_lrs, sub->last_lrs, (size_t)s->n_groups * sizeof(double));
+    return st;
+  }
+  s->step_count++;
+  s->last_epoch = epoch >= 0 ? epoch : s->last_epoch + 1;
+  if (s->kind == SCH_ONECYCLE && s->last_epoch > s->total_steps)
+    return core_set_error(LOOM_ERR_INVALID, "OneCycleLR: stepped %lld times, more than total_steps = %d",
+                          (long long)s->last_epoch, s->total_steps);
+  for (int g = 0; g < s->n_groups; g++) s->last_lrs[g] = epoch >= 0 ? closed_lr(s, g) : chain_lr(s, g);
+  for (int g = 0; g < s->n_groups; g++) *group_lr(s, g) = s->last_lrs[g];
+  return LOOM_OK;
+}
+
+int loom_scheduler_step(loom_scheduler *s) {
+  if (!s) return core_set_error(LOOM_ERR_INVALID, "scheduler_step: scheduler is NULL");
+  return step_to(s, -1);
+}
+
+void loom_scheduler_free(loom_scheduler *s) {
+  if (!s) return;
+  for (int k = 0; k < s->n_subs; k++) loom_scheduler_free(s->subs[k]);
+  free(s->subs);
+  free(s->base_lrs);
+  free(s->last_lrs);
+  free(s->milestones);
+  free(s);
+}
+
+/* A scheduler of kind over opt's groups, their initial_lr set (PyTorch's setdefault). */
+static loom_scheduler *create(const char *name, sched_kind kind, loom_optimizer *opt) {
+  int n;
+  optim_group *groups = optim_groups(opt, &n);
+  if (!opt) {
+    core_set_error(LOOM_ERR_INVALID, "%s: optimizer is NULL", name);
+    return NULL;
+  }
+  loom_scheduler *s = calloc(1, sizeof *s);
+  if (s) {
+    s->base_lrs = calloc((size_t)n + 1, sizeof(double));
+    s->last_lrs = calloc((size_t)n + 1, sizeof(double));
+  }
+  if (!s || !s->base_lrs || !s->last_lrs) {
+    loom_scheduler_free(s);
+    core_set_error(LOOM_ERR_OOM, "%s: out of host memory", name);
+    return NULL;
+  }
+  s->kind = kind;
+  s->opt = opt;
+  s->n_groups = n;
+  s->last_epoch = -1;
+  for (int g = 0; g < n; g++) {
+    if (!groups[g].has_initial_lr) groups[g].initial_lr = groups[g].lr, groups[g].has_initial_lr = true;
+    s->base_lrs[g] = groups[g].initial_lr;
+    s->last_lrs[g] = groups[g].lr;
+  }
+  return s;
+}
+
+/* PyTorch's _initial_step: step 0 sets the starting lrs. */
+static loom_scheduler *start(loom_scheduler *s) {
+  if (!s) return NULL;
+  s->step_count = 0;
+  if (step_to(s, -1) != LOOM_OK) {
+    loom_scheduler_free(s);
+    return NULL;
+  }
+  return s;
+}
+
+loom_scheduler *loom_step_lr(loom_optimizer *opt, int step_size, double gamma) {
+  if (step_size < 1) {
+    core_set_error(LOOM_ERR_INVALID, "StepLR: step_size must be >= 1, got %d", step_size);
+    return NULL;
+  }
+  loom_scheduler *s = create("StepLR", SCH_STEP, opt);
+  if (!s) return NULL;
+  s->step_size = step_size;
+  s->gamma = optim_or(gamma, 0.1);
+  return start(s);
+}
+
+static int cmp_int(const void *a, const void *b) { return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b); }
+
+static bool copy_milestones(loom_scheduler *s, const char *name, const int *milestones, int n, bool sorted_strict) {
+  if (n < 0 || (n > 0 && !milestones)) {
+    core_set_error(LOOM_ERR_INVALID, "%s: need n >= 0 milestones, got %d", name, n);
+    return false;
+  }
+  s->milestones = malloc((size_t)(n + 1) * sizeof(int));
+  if (!s->milestones) {
+    core_set_error(LOOM_ERR_OOM, "%s: out of host memory", name);
+    return false;
+  }
+  if (n > 0) memcpy(s->milestones, milestones, (size_t)n * sizeof(int));
+  s->n_milestones = n;
+  for (int k = 0; sorted_strict && k < n; k++)
+    if (milestones[k] < 1 || (k > 0 && milestones[k] <= milestones[k - 1])) {
+      core_set_error(LOOM_ERR_INVALID, "%s: milestones must be increasing and >= 1, got %d after %d", name,
+                     milestones[k], k > 0 ? milestones[k - 1] : 0);
+      return false;
+    }
+  qsort(s->milestones, (size_t)n, sizeof(int), cmp_int);
+  return true;
+}
+
+loom_scheduler *loom_multistep_lr(loom_optimizer *opt, const int *milestones, int n, double gamma) {
+  loom_scheduler *s = create("MultiStepLR", SCH_MULTISTEP, opt);
+  if (!s) return NULL;
+  if (!copy_milestones(s, "MultiStepLR", milestones, n, false)) {
+    loom_scheduler_free(s);
+    return NULL;
+  }
+  s->gamma = optim_or(gamma, 0.1);
+  return start(s);
+}
+
+loom_scheduler *loom_cosine_annealing_lr(loom_optimizer *opt, int t_max, double eta_min) {
+  if (t_max < 1) {
+    core_set_error(LOOM_ERR_INVALID, "CosineAnnealingLR: T_max must be >= 1, got %d", t_max);
+    return NULL;
+  }
+  loom_scheduler *s = create("CosineAnnealingLR", SCH_COSINE, opt);
+  if (!s) return NULL;
+  s->t_max = t_max;
+  s->eta_min = eta_min;
+  return start(s);
+}
+
+loom_scheduler *loom_linear_lr(loom_optimizer *opt, double start_factor, double end_factor, int total_iters) {
+  start_factor = optim_or(start_factor, 1.0 / 3);
+  end_factor = optim_or(end_factor, 1.0);
+  total_iters = total_iters == 0 ? 5 : total_iters;
+  if (!(start_factor > 0 && start_factor <= 1) || !(end_factor >= 0 && end_factor <= 1) || total_iters < 1) {
+    core_set_error(LOOM_ERR_INVALID, "LinearLR: need 0 < start_factor <= 1, 0 <= end_factor <= 1, total_iters >= 1, got %g, %g, %d",
+                   start_factor, end_factor, total_iters);
+    return NULL;
+  }
+  loom_scheduler *s = create("LinearLR", SCH_LINEAR, opt);
+  if (!s) return NULL;
+  s->start_factor = start_factor;
+  s->end_factor = end_factor;
+  s->total_iters = total_iters;
+  return start(s);
+}
+
+loom_scheduler *loom_onecycle_lr(loom_optimizer *opt, double max_lr, int total_steps, const loom_onecycle_opts *o) {
+  loom_onecycle_opts r = o ? *o : (loom_onecycle_opts){0};
+  double pct = optim_or(r.pct_start, 0.3), div = optim_or(r.div_factor, 25), fdiv = optim_or(r.final_div_factor, 1e4);
+  if (total_steps < 1 || !(max_lr > 0) || !(pct >= 0 && pct <= 1) || !(div > 0) || !(fdiv > 0)) {
+    core_set_error(LOOM_ERR_INVALID, "OneCycleLR: need total_steps >= 1, max_lr > 0, pct_start in [0, 1], div factors > 0, got %d, %g, %g, %g, %g",
+                   total_steps, max_lr, pct, div, fdiv);
+    return NULL;
+  }
+  int n;
+  optim_group *groups = optim_groups(opt, &n);
+  double initial = max_lr / div, min_lr = initial / fdiv;
+  for (int g = 0; g < n; g++) groups[g].initial_lr = initial, groups[g].has_initial_lr = true;
+  loom_scheduler *s = create("OneCycleLR", SCH_ONECYCLE, opt);
+  if (!s) return NULL;
+  s->total_steps = total_steps;
+  s->anneal_linear = r.anneal_linear;
+  double up = pct * total_steps;
+  if (r.three_phase) {
+    s->n_phases = 3;
+    double ends[3] = {up - 1, 2 * up - 2, total_steps - 1.0}, lrs[4] = {initial, max_lr, initial, min_lr};
+    memcpy(s->phase_end, ends, sizeof ends);
+    memcpy(s->phase_lr, lrs, sizeof lrs);
+  } else {
+    s->n_phases = 2;
+    double ends[2] = {up - 1, total_steps - 1.0}, lrs[3] = {initial, max_lr, min_lr};
+    memcpy(s->phase_end, ends, sizeof ends);
+    memcpy(s->phase_lr, lrs, sizeof lrs);
+  }
+  return start(s);
+}
+
+loom_scheduler *loom_sequential_lr(loom_optimizer *opt, loom_scheduler *const *scheds, int n, const int *milestones) {
+  bool ok = n >= 1 && scheds;
+  for (int k = 0; ok && k < n; k++) ok = scheds[k] && scheds[k]->opt == opt && scheds[k]->kind != SCH_SEQUENTIAL;
+  loom_scheduler *s = ok ? create("SequentialLR", SCH_SEQUENTIAL, opt) : NULL;
+  if (s) s->subs = calloc((size_t)n, sizeof *s->subs);
+  if (s && s->subs)
+    for (int k = 0; k < n; k++) s->subs[k] = scheds[k];
+  if (s && s->subs) s->n_subs = n;
+  else
+    for (int k = 0; scheds && k < n; k++) loom_scheduler_free(scheds[k]);
+  if (!ok) {
+    core_set_error(LOOM_ERR_INVALID, "SequentialLR: need n >= 1 non-NULL, non-sequential schedulers of this optimizer");
+    return NULL;
+  }
+  if (!s || !s->subs || !copy_milestones(s, "SequentialLR", milestones, n - 1, true)) {
+    if (s && !s->subs) core_set_error(LOOM_ERR_OOM, "SequentialLR: out of host memory");
+    loom_scheduler_free(s);
+    return NULL;
+  }
+  /* PyTorch: back to the initial lrs, undo the constructors' steps, start the first one */
+  int ng;
+  optim_group *groups = optim_groups(opt, &ng);
+  for (int g = 0; g < ng; g++) groups[g].lr = groups[g].initial_lr;
+  for (int k = 0; k < n; k++) s->subs[k]->last_epoch--;
+  s->last_epoch = 0;
+  s->subs[0]->step_count = 0;
+  step_to(s->subs[0], -1);
+  memcpy(s->last_lrs, s->subs[0]->last_lrs, (size_t)ng * sizeof(double));
+  return s;
+}
+
+double loom_scheduler_get_lr(const loom_scheduler *s, int group) {
+  if (!s || group < 0 || group >= s->n_groups) {
+    core_set_error(LOOM_ERR_INVALID, "scheduler_get_lr: group %d out of range [0, %d)", group, s ? s->n_groups : 0);
+    return NAN;
+  }
+  return s->last_lrs[group];
+}
+
+int64_t loom_scheduler_last_epoch(const loom_scheduler *s) { return s ? s->last_epoch : -1; }
+
+int loom_scheduler_state_dict(const loom_scheduler *s, loom_tensor_map *out, const char *prefix) {
+  if (!s || !out) return core_set_error(LOOM_ERR_INVALID, "scheduler_state_dict: NULL %s", s ? "map" : "scheduler");
+  char key[512], suffix[96], sub[512];
+  int st = optim_put_number(out, optim_key(key, sizeof key, prefix, "last_epoch"), (double)s->last_epoch);
+  if (!st) st = optim_put_number(out, optim_key(key, sizeof key, prefix, "step_count"), (double)s->step_count);
+  for (int g = 0; !st && g < s->n_groups; g++) {
+    snprintf(suffix, sizeof suffix, "base_lrs.%d", g);
+    st = optim_put_number(out, optim_key(key, sizeof key, prefix, suffix), s->base_lrs[g]);
+    snprintf(suffix, sizeof suffix, "last_lr.%d", g);
+    if (!st) st = optim_put_number(out, optim_key(key, sizeof key, prefix, suffix), s->last_lrs[g]);
+  }
+  for (int k = 0; !st && k < s->n_subs; k++) {
+    snprintf(suffix, sizeof suffix, "schedulers.%d.", k);
+    st = loom_scheduler_state_dict(s->subs[k], out, optim_key(sub, sizeof sub, prefix, suffix));
+  }
+  return st;
+}
+
+/* Checks (apply false) or applies (apply true) the state of s. */
+static int load_state(loom_scheduler *s, const loom_tensor_map *in, const char *prefix, bool apply) {
+  char key[512], suffix[96], sub[512];
+  double v;
+  if (!optim_get_number(in, optim_key(key, sizeof key, prefix, "last_epoch"), &v))
+    return core_set_error(LOOM_ERR_INVALID, "scheduler_load_state_dict: %s is missing", key);
+  if (apply) s->last_epoch = (int64_t)v;
+  if (optim_get_number(in, optim_key(key, sizeof key, prefix, "step_count"), &v) && apply) s->step_count = (int64_t)v;
+  for (int g = 0; g < s->n_groups; g++) {
+    snprintf(suffix, sizeof suffix, "base_lrs.%d", g);
+    if (!optim_get_number(in, optim_key(key, sizeof key, prefix, suffix), &v))
+      return core_set_error(LOOM_ERR_INVALID, "scheduler_load_state_dict: %s is missing (%d groups)", key, s->n_groups);
+    if (apply) s->base_lrs[g] = v;
+    snprintf(suffix, sizeof suffix, "last_lr.%d", g);
+    if (optim_get_number(in, optim_key(key, sizeof key, prefix, suffix), &v) && apply) s->last_lrs[g] = v;
+  }
+  for (int k = 0; k < s->n_subs; k++) {
+    snprintf(suffix, sizeof suffix, "schedulers.%d.", k);
+    int st = load_state(s->subs[k], in, optim_key(sub, sizeof sub, prefix, suffix), apply);
+    if (st) return st;
+  }
+  return LOOM_OK;
+}
+
+int loom_scheduler_load_state_dict(loom_scheduler *s, const loom_tensor_map *in, const char *prefix) {
+  if (!s || !in) return core_set_error(LOOM_ERR_INVALID, "scheduler_load_state_dict: NULL %s", s ? "map" : "scheduler");
+  int st = load_state(s, in, prefix, false);
+  return st ? st : load_state(s, in, prefix, true);
+}

@@ -1,0 +1,301 @@
+// Learning-rate schedules, gradient clipping, loss scaling and checkpoint state
+// of the optim family, against PyTorch (tools/fixtures/gen_optim.py).
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <string>
+
+#include "loom_test.h"
+
+namespace {
+
+using MakeSched = std::function<loom_scheduler *(loom_optimizer *)>;
+
+// SGD over two one-element params with lrs 0.1 and 0.05, as the fixture's.
+struct TwoGroups {
+  loom_tensor *p[2];
+  loom_optimizer *opt;
+  TwoGroups() {
+    p[0] = loom_zeros(LOOM_SHAPE(1), LOOM_F32, loom_cpu());
+    p[1] = loom_zeros(LOOM_SHAPE(1), LOOM_F32, loom_cpu());
+    loom_sgd_opts o{};
+    o.lr = 0.1;
+    opt = loom_sgd(p, 1, &o);
+    loom_optimizer_add_param_group(opt, &p[1], 1, 0.05, -1);
+  }
+  ~TwoGroups() { loom_optimizer_free(opt); }
+};
+
+// lrs [21, 2]: after construction, then after each of 20 steps.
+void check_schedule(const char *name, const MakeSched &make, int n_scheds = 1) {
+  SCOPED_TRACE(name);
+  Fixture fx("optim_sched");
+  ASSERT_TRUE(fx.ok());
+  ScopeGuard scope;
+  TwoGroups tg;
+  std::vector<loom_scheduler *> scheds;
+  loom_scheduler *first = make(tg.opt);
+  ASSERT_NE(first, nullptr) << loom_last_error();
+  scheds.push_back(first);
+  std::vector<double> lrs;
+  auto record = [&] { for (int g = 0; g < 2; g++) lrs.push_back(loom_optimizer_get_lr(tg.opt, g)); };
+  if (n_scheds == 2) {  // "chained": LinearLR then StepLR on one optimiser
+    loom_scheduler *second = loom_step_lr(tg.opt, 5, 0.5);
+    ASSERT_NE(second, nullptr);
+    scheds.push_back(second);
+  }
+  record();
+  for (int s = 0; s < 20; s++) {
+    for (loom_scheduler *sc : scheds) ASSERT_EQ(loom_scheduler_step(sc), 0) << loom_last_error();
+    record();
+  }
+  EXPECT_TRUE(close(T(lrs, LOOM_SHAPE(21, 2), LOOM_F64), fx[name], 1e-12));
+  EXPECT_DOUBLE_EQ(loom_scheduler_get_lr(scheds.back(), 1), lrs.back());
+  for (loom_scheduler *sc : scheds) loom_scheduler_free(sc);
+}
+
+TEST(Schedule, MatchesPyTorch) {
+  check_schedule("step", [](loom_optimizer *o) { return loom_step_lr(o, 3, 0.5); });
+  check_schedule("multistep", [](loom_optimizer *o) {
+    static const int ms[] = {9, 4, 15};  // unsorted on purpose
+    return loom_multistep_lr(o, ms, 3, 0.3);
+  });
+  check_schedule("cosine", [](loom_optimizer *o) { return loom_cosine_annealing_lr(o, 7, 0.001); });
+  check_schedule("linear", [](loom_optimizer *o) { return loom_linear_lr(o, 0.25, 1.0, 6); });
+  check_schedule("onecycle", [](loom_optimizer *o) { return loom_onecycle_lr(o, 1.0, 21, nullptr); });
+  check_schedule("onecycle3", [](loom_optimizer *o) {
+    loom_onecycle_opts oc{};
+    oc.pct_start = 0.25, oc.div_factor = 10, oc.final_div_factor = 100, oc.anneal_linear = true, oc.three_phase = true;
+    return loom_onecycle_lr(o, 0.5, 25, &oc);
+  });
+  check_schedule("sequential", [](loom_optimizer *o) {
+    loom_scheduler *parts[2] = {loom_linear_lr(o, 0.1, 0, 4), loom_cosine_annealing_lr(o, 10, 0)};
+    static const int ms[] = {4};
+    return loom_sequential_lr(o, parts, 2, ms);
+  });
+  check_schedule("chained", [](loom_optimizer *o) { return loom_linear_lr(o, 0.5, 0, 4); }, 2);
+}
+
+TEST(Schedule, StateRoundTrip) {
+  ScopeGuard scope;
+  TwoGroups a, b;
+  loom_scheduler *sa = loom_cosine_annealing_lr(a.opt, 7, 0.001), *sb = loom_cosine_annealing_lr(b.opt, 7, 0.001);
+  for (int s = 0; s < 9; s++) loom_scheduler_step(sa);
+  loom_tensor_map *m = loom_map_new();
+  ASSERT_EQ(loom_scheduler_state_dict(sa, m, "sched."), 0);
+  ASSERT_EQ(loom_optimizer_state_dict(a.opt, m, "opt."), 0);
+  ASSERT_EQ(loom_scheduler_load_state_dict(sb, m, "sched."), 0) << loom_last_error();
+  ASSERT_EQ(loom_optimizer_load_state_dict(b.opt, m, "opt."), 0) << loom_last_error();
+  EXPECT_EQ(loom_scheduler_last_epoch(sb), 9);
+  for (int s = 0; s < 5; s++) {
+    loom_scheduler_step(sa);
+    loom_scheduler_step(sb);
+    for (int g = 0; g < 2; g++) EXPECT_DOUBLE_EQ(loom_optimizer_get_lr(b.opt, g), loom_optimizer_get_lr(a.opt, g));
+  }
+  EXPECT_NE(loom_scheduler_load_state_dict(sb, m, "nothing."), 0);
+  loom_map_free(m);
+  loom_scheduler_free(sa);
+  loom_scheduler_free(sb);
+}
+
+TEST(Schedule, BadInput) {
+  ScopeGuard scope;
+  TwoGroups tg;
+  EXPECT_EQ(loom_step_lr(tg.opt, 0, 0.1), nullptr);
+  EXPECT_NE(std::string(loom_last_error()).find("StepLR"), std::string::npos);
+  EXPECT_EQ(loom_cosine_annealing_lr(tg.opt, 0, 0), nullptr);
+  EXPECT_NE(std::string(loom_last_error()).find("CosineAnnealingLR"), std::string::npos);
+  EXPECT_EQ(loom_linear_lr(tg.opt, 2.0, 1, 5), nullptr);
+  EXPECT_NE(std::string(loom_last_error()).find("LinearLR"), std::string::npos);
+  EXPECT_EQ(loom_onecycle_lr(tg.opt, 1.0, 0, nullptr), nullptr);
+  EXPECT_NE(std::string(loom_last_error()).find("OneCycleLR"), std::string::npos);
+  loom_scheduler *oc = loom_onecycle_lr(tg.opt, 1.0, 3, nullptr);
+  for (int s = 0; s < 3; s++) EXPECT_EQ(loom_scheduler_step(oc), 0);
+  EXPECT_NE(loom_scheduler_step(oc), 0);  // past total_steps, as PyTorch
+  loom_scheduler_free(oc);
+  EXPECT_EQ(loom_step_lr(nullptr, 1, 0.1), nullptr);
+}
+
+// ---- clipping ----
+
+struct ClipParams {
+  loom_tensor *p[3];
+  explicit ClipParams(const Fixture &fx) {
+    for (int i = 0; i < 3; i++) {
+      std::string k = "grad" + std::to_string(i);
+      p[i] = loom_zeros_like(fx[k]);
+      loom_set_grad(p[i], loom_clone(fx[k]));
+    }
+  }
+};
+
+TEST(Clip, MatchesPyTorch) {
+  Fixture fx("optim_clip");
+  ASSERT_TRUE(fx.ok());
+  struct Case { const char *name; double max_norm, type; };
+  for (Case c : {Case{"l2", 1.0, 2.0}, Case{"inf", 0.5, INFINITY}, Case{"l1", 2.0, 1.0}, Case{"noclip", 100.0, 2.0}}) {
+    SCOPED_TRACE(c.name);
+    ScopeGuard scope;
+    ClipParams cp(fx);
+    double total = loom_clip_grad_norm(cp.p, 3, c.max_norm, c.type);
+    EXPECT_NEAR(total, loom_item(fx[std::string(c.name) + ".total"]), 1e-12);
+    for (int i = 0; i < 3; i++)
+      EXPECT_TRUE(close(loom_grad(cp.p[i]), fx[std::string(c.name) + ".grad" + std::to_string(i)], 1e-12));
+  }
+  ScopeGuard scope;
+  ClipParams cp(fx);
+  ASSERT_EQ(loom_clip_grad_value(cp.p, 3, 0.7), 0);
+  for (int i = 0; i < 3; i++) EXPECT_TRUE(close(loom_grad(cp.p[i]), fx["value.grad" + std::to_string(i)], 0));
+}
+
+TEST(Clip, NonFiniteLeavesGrads) {
+  ScopeGuard scope;
+  for (double bad : {NAN, INFINITY}) {
+    for (double type : {2.0, (double)INFINITY}) {
+      loom_tensor *p[2] = {loom_zeros(LOOM_SHAPE(3), LOOM_F32, loom_cpu()), loom_zeros(LOOM_SHAPE(2), LOOM_F32, loom_cpu())};
+      loom_set_grad(p[0], T({3, bad, 4}, LOOM_SHAPE(3)));
+      loom_set_grad(p[1], T({5, 6}, LOOM_SHAPE(2)));
+      double total = loom_clip_grad_norm(p, 2, 1.0, type);
+      EXPECT_FALSE(std::isfinite(total)) << bad << " " << type;
+      EXPECT_EQ(V(loom_grad(p[1])), (std::vector<double>{5, 6}));
+    }
+  }
+  // a NULL grad counts as none; bad arguments are errors
+  loom_tensor *q = loom_zeros(LOOM_SHAPE(2), LOOM_F32, loom_cpu());
+  EXPECT_EQ(loom_clip_grad_norm(&q, 1, 1.0, 2.0), 0.0);
+  EXPECT_TRUE(std::isnan(loom_clip_grad_norm(&q, 1, 1.0, -1)));
+  EXPECT_NE(std::string(loom_last_error()).find("clip_grad_norm"), std::string::npos);
+  EXPECT_NE(loom_clip_grad_value(&q, 1, -1), 0);
+}
+
+TEST(Clip, CudaMatchesCpu) {
+  LOOM_REQUIRE_GPU();
+  Fixture fx("optim_clip");
+  ScopeGuard scope;
+  loom_tensor *p[3];
+  for (int i = 0; i < 3; i++) {
+    std::string k = "grad" + std::to_string(i);
+    p[i] = loom_zeros(loom_shape_of(fx[k]), LOOM_F32, loom_cuda(0));
+    loom_set_grad(p[i], loom_to(fx[k], loom_cuda(0), LOOM_F32));
+  }
+  EXPECT_NEAR(loom_clip_grad_norm(p, 3, 1.0, 2.0), loom_item(fx["l2.total"]), 1e-5);
+  for (int i = 0; i < 3; i++) EXPECT_TRUE(close(loom_grad(p[i]), fx["l2.grad" + std::to_string(i)], 1e-5));
+}
+
+// ---- loss scaling ----
+
+TEST(GradScaler, SkipsBacksOffAndGrows) {
+  ScopeGuard scope;
+  loom_tensor *p = loom_ones(LOOM_SHAPE(2), LOOM_F32, loom_cpu());
+  loom_set_requires_grad(p, true);
+  loom_sgd_opts so{};
+  so.lr = 0.5;
+  loom_optimizer *opt = loom_sgd(&p, 1, &so);
+  loom_grad_scaler_opts o{};
+  o.growth_interval = 2;
+  loom_grad_scaler *s = loom_grad_scaler_new(&o);
+  EXPECT_EQ(loom_grad_scaler_get_scale(s), 65536.0);
+  // scale(loss) -> backward gives scaled grads; unscale divides them back
+  loom_tensor *loss = loom_grad_scaler_scale(s, loom_sum(p, nullptr, 0, false));
+  EXPECT_EQ(loom_item(loss), 2 * 65536.0);
+  ASSERT_EQ(loom_backward(loss, nullptr, false), 0);
+  EXPECT_EQ(V(loom_grad(p))[0], 65536.0);
+  bool skipped = true;
+  ASSERT_EQ(loom_grad_scaler_step(s, opt, &skipped), 0) << loom_last_error();
+  EXPECT_FALSE(skipped);
+  EXPECT_EQ(V(p), (std::vector<double>{0.5, 0.5}));   // 1 - 0.5 * 1
+  ASSERT_EQ(loom_grad_scaler_update(s), 0);
+  EXPECT_EQ(loom_grad_scaler_get_scale(s), 65536.0);
+  // an inf gradient: step skipped, scale halved, params untouched
+  loom_set_grad(p, T({INFINITY, 1}, LOOM_SHAPE(2)));
+  ASSERT_EQ(loom_grad_scaler_step(s, opt, &skipped), 0);
+  EXPECT_TRUE(skipped);
+  EXPECT_EQ(V(p), (std::vector<double>{0.5, 0.5}));
+  ASSERT_EQ(loom_grad_scaler_update(s), 0);
+  EXPECT_EQ(loom_grad_scaler_get_scale(s), 32768.0);
+  // two clean steps: the scale grows back
+  for (int k = 0; k < 2; k++) {
+    loom_set_grad(p, T({0, 0}, LOOM_SHAPE(2)));
+    ASSERT_EQ(loom_grad_scaler_unscale(s, opt), 0);
+    EXPECT_NE(loom_grad_scaler_unscale(s, opt), 0);  // once per step
+    ASSERT_EQ(loom_grad_scaler_step(s, opt, &skipped), 0);
+    EXPECT_FALSE(skipped);
+    ASSERT_EQ(loom_grad_scaler_update(s), 0);
+  }
+  EXPECT_EQ(loom_grad_scaler_get_scale(s), 65536.0);
+  EXPECT_NE(loom_grad_scaler_update(s), 0);  // nothing recorded
+  // state round trip
+  loom_tensor_map *m = loom_map_new();
+  ASSERT_EQ(loom_grad_scaler_state_dict(s, m, "scaler."), 0);
+  loom_grad_scaler *s2 = loom_grad_scaler_new(nullptr);
+  ASSERT_EQ(loom_grad_scaler_load_state_dict(s2, m, "scaler."), 0);
+  EXPECT_EQ(loom_grad_scaler_get_scale(s2), 65536.0);
+  EXPECT_NE(loom_grad_scaler_load_state_dict(s2, m, "x."), 0);
+  loom_map_free(m);
+  loom_grad_scaler_free(s2);
+  loom_grad_scaler_free(s);
+  loom_optimizer_free(opt);
+  loom_grad_scaler_opts bad{};
+  bad.backoff_factor = 2;
+  EXPECT_EQ(loom_grad_scaler_new(&bad), nullptr);
+  EXPECT_NE(std::string(loom_last_error()).find("GradScaler"), std::string::npos);
+}
+
+// ---- optimiser state ----
+
+TEST(OptimState, ResumeGivesTheSameSteps) {
+  ScopeGuard scope;
+  loom_manual_seed(5);
+  loom_tensor *a = loom_randn(LOOM_SHAPE(3, 2), LOOM_F32, loom_cpu()), *b = loom_clone(a);
+  loom_tensor *a2 = loom_randn(LOOM_SHAPE(4), LOOM_F32, loom_cpu()), *b2 = loom_clone(a2);
+  loom_adam_opts o{};
+  o.amsgrad = true, o.lr = 0.01;
+  loom_tensor *pa[2] = {a, a2}, *pb[2] = {b, b2};
+  loom_optimizer *oa = loom_adam(pa, 1, &o), *ob = loom_adam(pb, 1, &o);
+  loom_optimizer_add_param_group(oa, &a2, 1, 0.02, -1);
+  loom_optimizer_add_param_group(ob, &b2, 1, 0.02, -1);
+  auto step = [](loom_optimizer *opt, loom_tensor **ps, int s) {
+    for (int i = 0; i < 2; i++) {
+      loom_tensor *g = loom_mul_scalar(loom_ones_like(ps[i]), 0.1 * (s + 1) * (i + 1));
+      loom_set_grad(ps[i], i == 1 && s == 0 ? nullptr : g);   // param 1 starts a step late
+    }
+    return loom_optimizer_step(opt);
+  };
+  for (int s = 0; s < 3; s++) ASSERT_EQ(step(oa, pa, s), 0);
+  // through a safetensors file, as a checkpoint would
+  loom_tensor_map *m = loom_map_new();
+  ASSERT_EQ(loom_optimizer_state_dict(oa, m, "optimizer."), 0);
+  EXPECT_EQ(loom_item(loom_map_get(m, "optimizer.state.0.step")), 3.0);
+  EXPECT_EQ(loom_item(loom_map_get(m, "optimizer.state.1.step")), 2.0);
+  EXPECT_NE(loom_map_get(m, "optimizer.state.1.max_exp_avg_sq"), nullptr);
+  std::string path = ::testing::TempDir() + "optim_state.safetensors";
+  ASSERT_EQ(loom_safetensors_save(path.c_str(), m), 0) << loom_last_error();
+  loom_map_free(m);
+  loom_copy_(b, a);
+  loom_copy_(b2, a2);
+  loom_tensor_map *in = loom_safetensors_load(path.c_str(), loom_cpu());
+  ASSERT_NE(in, nullptr) << loom_last_error();
+  ASSERT_EQ(loom_optimizer_load_state_dict(ob, in, "optimizer."), 0) << loom_last_error();
+  for (int s = 3; s < 6; s++) {
+    ASSERT_EQ(step(oa, pa, s), 0);
+    ASSERT_EQ(step(ob, pb, s), 0);
+  }
+  EXPECT_EQ(V(a), V(b));
+  EXPECT_EQ(V(a2), V(b2));
+  // a mis-shaped or incomplete state is refused and changes nothing
+  loom_tensor_map *bad = loom_map_new();
+  loom_map_set(bad, "optimizer.param_groups.0.lr", loom_scalar_like(a, 5.0));
+  loom_map_set(bad, "optimizer.param_groups.1.lr", loom_scalar_like(a, 5.0));
+  loom_map_set(bad, "optimizer.state.0.step", loom_scalar_like(a, 1.0));
+  loom_map_set(bad, "optimizer.state.0.exp_avg", loom_zeros(LOOM_SHAPE(7), LOOM_F32, loom_cpu()));
+  EXPECT_NE(loom_optimizer_load_state_dict(ob, bad, "optimizer."), 0);
+  EXPECT_NE(std::string(loom_last_error()).find("state.0"), std::string::npos) << loom_last_error();
+  EXPECT_DOUBLE_EQ(loom_optimizer_get_lr(ob, 0), 0.01);
+  loom_map_free(bad);
+  loom_map_free(in);
+  std::remove(path.c_str());
+  loom_optimizer_free(oa);
+  loom_optimizer_free(ob);
+}
+
+}  // namespace
