@@ -30,20 +30,25 @@ typedef enum loom_reduction {
 #define LOOM_IGNORE_INDEX_DEFAULT (-100)
 
 /* Options of loom_cross_entropy; all-zero (or a NULL pointer) = PyTorch's
- * defaults: no weight, ignore_index -100, no smoothing, mean. */
+ * defaults: no weight, ignore_index -100, no smoothing, mean.
+ * ignore_index: 0 means PyTorch's default -100 unless set_ignore_index is
+ * true (class 0 is a real class); any other value is used as given. So
+ * {.ignore_index = pad} works for every pad but 0, and
+ * {.ignore_index = 0, .set_ignore_index = true} ignores class 0. */
 typedef struct loom_cross_entropy_opts {
   const loom_tensor *weight;   /* [C] rescaling of each class, or NULL */
-  bool set_ignore_index;       /* false: ignore_index is -100 */
-  int64_t ignore_index;        /* class-index targets equal to it add nothing (used when set) */
+  bool set_ignore_index;       /* take ignore_index as given, 0 included */
+  int64_t ignore_index;        /* class-index targets equal to it add nothing; 0 = -100 unless set */
   double label_smoothing;      /* in [0, 1] */
   loom_reduction reduction;
 } loom_cross_entropy_opts;
 
-/* Options of loom_nll_loss (cross-entropy's without smoothing). */
+/* Options of loom_nll_loss (cross-entropy's without smoothing; ignore_index
+ * and set_ignore_index as there). */
 typedef struct loom_nll_loss_opts {
   const loom_tensor *weight;
-  bool set_ignore_index;
-  int64_t ignore_index;
+  bool set_ignore_index;       /* take ignore_index as given, 0 included */
+  int64_t ignore_index;        /* 0 = -100 unless set */
   loom_reduction reduction;
 } loom_nll_loss_opts;
 

@@ -10,6 +10,9 @@
  * - Layer options come in a struct whose all-zero value means PyTorch's
  *   defaults (stride 0 = 1, groups 0 = 1, ...); a boolean option is named so
  *   that false is the default (no_bias, ceil_mode). Pass NULL for defaults.
+ *   Where 0 is itself a meaningful value (BatchNorm's momentum, cross-
+ *   entropy's ignore_index), a zero field still means the default unless the
+ *   flag set_<name> is true; any other value is always used as given.
  * - The functional form of each layer is loom_<op>(x, weight, ...) (ops.h style:
  *   new tensor or NULL, NULL in gives NULL out).
  * - Parameter and buffer names are PyTorch's: weight, bias, running_mean,
@@ -60,7 +63,7 @@ void loom_module_free(loom_module *m);
  * nothing; to share a child between two parents, loom_module_retain it first.
  * A NULL child (a failed constructor) fails with that constructor's error.
  * Names must be non-empty, without '.', and unique among m's children,
- * parameters and buffers. */
+ * parameters and buffers. child may not be m or contain m (no cycles). */
 int loom_module_add(loom_module *m, const char *name, loom_module *child);
 /* Registers t as a parameter: the module holds its own reference (the
  * caller's, or its scope's, stays the caller's) and t is marked

@@ -26,8 +26,9 @@ typedef struct loom_module loom_module;
 /* x [N, C, *]. training: normalise with the batch statistics (over every dim
  * but 1) and, when running_mean / running_var are given (both or neither),
  * update them in place with factor `momentum` (finite, in [0, 1]; modules
- * pass 1 / num_batches_tracked for a cumulative average). Not training:
- * normalise with running_mean / running_var (required). */
+ * pass 1 / num_batches_tracked for a cumulative average); an empty batch
+ * leaves them as they are. Not training: normalise with running_mean /
+ * running_var (required). */
 loom_tensor *loom_batch_norm(const loom_tensor *x, loom_tensor *running_mean, loom_tensor *running_var,
                              const loom_tensor *weight, const loom_tensor *bias, bool training, double momentum,
                              double eps);
@@ -49,10 +50,15 @@ loom_tensor *loom_instance_norm(const loom_tensor *x, loom_tensor *running_mean,
 
 /* ---- modules ---- */
 
-/* BatchNorm1d / BatchNorm2d. All zero = PyTorch's defaults. */
+/* BatchNorm1d / BatchNorm2d. All zero = PyTorch's defaults.
+ * momentum: 0 means PyTorch's default 0.1 unless set_momentum is true; any
+ * other value is used as given (in [0, 1]), NAN meaning None (a cumulative
+ * moving average). For PyTorch's momentum=0 (running statistics never move)
+ * write {.momentum = 0, .set_momentum = true}. */
 typedef struct loom_batch_norm_options {
   double eps;                   /* 0 = 1e-5 */
-  double momentum;              /* 0 = 0.1; NAN = None: cumulative moving average */
+  double momentum;              /* 0 = 0.1 unless set_momentum; NAN = None */
+  bool set_momentum;            /* take momentum as given, 0 included */
   bool no_affine;               /* affine=False: no weight and bias */
   bool no_track_running_stats;  /* track_running_stats=False: always batch statistics */
 } loom_batch_norm_options;
@@ -66,10 +72,13 @@ loom_module *loom_nn_batch_norm1d(int64_t num_features, const loom_batch_norm_op
 loom_module *loom_nn_batch_norm2d(int64_t num_features, const loom_batch_norm_options *opts);
 
 /* InstanceNorm1d / InstanceNorm2d: PyTorch's defaults are affine=False and
- * track_running_stats=False, so the booleans here turn them on. */
+ * track_running_stats=False, so the booleans here turn them on. momentum and
+ * set_momentum as in loom_batch_norm_options (NAN = None, which InstanceNorm
+ * treats as 0, as PyTorch does). */
 typedef struct loom_instance_norm_options {
   double eps;                /* 0 = 1e-5 */
-  double momentum;           /* 0 = 0.1; NAN = cumulative moving average */
+  double momentum;           /* 0 = 0.1 unless set_momentum; NAN = None */
+  bool set_momentum;         /* take momentum as given, 0 included */
   bool affine;               /* weight (ones) and bias (zeros) [C] */
   bool track_running_stats;  /* running_mean, running_var, num_batches_tracked buffers */
 } loom_instance_norm_options;

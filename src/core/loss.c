@@ -138,7 +138,8 @@ static bool ce_prepare(const char *name, const loom_tensor *logits, const loom_t
   a->unbatched = x->shape.ndim == 1;
   if (a->unbatched) x = loom_unsqueeze(x, 0);
   a->C = x->shape.d[1];
-  a->ignore = set_ignore ? ignore : LOOM_IGNORE_INDEX_DEFAULT;
+  /* 0 is the all-zero options' value: the default unless explicitly set (losses.h) */
+  a->ignore = set_ignore || ignore != 0 ? ignore : LOOM_IGNORE_INDEX_DEFAULT;
   a->s = s;
   a->r = r;
   a->w = weight ? core_autocast_f32(weight) : NULL;

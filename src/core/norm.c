@@ -46,6 +46,14 @@ static void norm_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
   const loom_tensor *x = n->saved[0], *st = n->saved[1];
   loom_device dev = x->storage->device;
   int64_t P = n->a.i[7];
+  if (core_numel(x) == 0) {
+    /* nothing normalised: the kernels would not run (core_launch skips empty
+     * outputs), and PyTorch gives zero weight / bias gradients */
+    gin[0] = core_needs(n, 0) ? loom_zeros(x->shape, x->dtype, dev) : NULL;
+    if (core_needs(n, 1)) gin[1] = loom_zeros(LOOM_SHAPE(P), x->dtype, dev);
+    if (core_needs(n, 2)) gin[2] = loom_zeros(LOOM_SHAPE(P), x->dtype, dev);
+    return;
+  }
   const loom_tensor *w = n->n_saved > 2 ? n->saved[2] : loom_ones(LOOM_SHAPE(P), x->dtype, dev);
   loom_tensor *dy = loom_contiguous(g->dtype == x->dtype ? g : loom_to_dtype(g, x->dtype));
   loom_tensor *dx = core_new(x->shape, x->dtype, dev), *dwb = core_new(LOOM_SHAPE(2, P), x->dtype, dev);
@@ -82,7 +90,7 @@ loom_tensor *core_norm_forward(const char *name, core_op op, const loom_tensor *
       n->n_dims = 1;
       core_save(n, xc);
       core_save(n, st);
-      core_save(n, weight);
+      core_save(n, weight ? w : NULL); /* the contiguous copy: the backward kernels need one */
     }
   }
   *stats = out ? loom_keep(st) : NULL;
@@ -160,17 +168,22 @@ static loom_tensor *var_of_rstd(const loom_tensor *rstd, double eps) {
   return loom_add_scalar(loom_div(loom_ones_like(rstd), loom_square(rstd)), -eps);
 }
 
-/* Autocast (f16 / bf16 input in f32) and the checks shared by batch and
- * instance norm. Called inside the op's scope; *w and *b may be replaced by
- * f32 copies. Returns the input to use, or NULL after an error. */
-static const loom_tensor *prepare(const char *op, const loom_tensor *x, int min_dims, const loom_tensor *rm,
-                                  const loom_tensor *rv, const loom_tensor **w, const loom_tensor **b,
-                                  bool batch_stats, double momentum, double eps) {
+const loom_tensor *core_norm_autocast(const loom_tensor *x, const loom_tensor **w, const loom_tensor **b) {
   const loom_tensor *xa = core_autocast_f32(x);
   if (xa && xa != x) { /* autocast made x f32: so are the parameters */
     if (*w && (*w)->dtype != xa->dtype) *w = loom_to_dtype(*w, xa->dtype);
     if (*b && (*b)->dtype != xa->dtype) *b = loom_to_dtype(*b, xa->dtype);
   }
+  return xa;
+}
+
+/* Autocast and the checks shared by batch and instance norm. Called inside
+ * the op's scope; *w and *b may be replaced by f32 copies. Returns the input
+ * to use, or NULL after an error. */
+static const loom_tensor *prepare(const char *op, const loom_tensor *x, int min_dims, const loom_tensor *rm,
+                                  const loom_tensor *rv, const loom_tensor **w, const loom_tensor **b,
+                                  bool batch_stats, double momentum, double eps) {
+  const loom_tensor *xa = core_norm_autocast(x, w, b);
   if (!xa || !check_channels(op, xa, min_dims, rm, rv, *w, *b) || !check_numbers(op, batch_stats ? momentum : 0, eps))
     return NULL;
   if (!batch_stats && !rm) {
@@ -205,7 +218,9 @@ loom_tensor *loom_batch_norm(const loom_tensor *x, loom_tensor *running_mean, lo
   } else {
     core_attrs a = {{N, C, S}, {eps}};
     y = core_norm_forward("batch_norm", CORE_OP_batch_norm, xa, weight, bias, C, C, a, &st);
-    if (y && running_mean) {
+    /* an empty batch has no statistics (the kernel does not even run): the
+     * running ones stay, as in PyTorch */
+    if (y && running_mean && N * S > 0) {
       loom_no_grad_begin();
       loom_tensor *var = var_of_rstd(loom_select(st, 0, 1), eps);
       loom_no_grad_end();
@@ -238,7 +253,7 @@ loom_tensor *loom_instance_norm(const loom_tensor *x, loom_tensor *running_mean,
   } else {
     core_attrs a = {{N, C, S, C}, {eps}};
     y = core_norm_forward("instance_norm", CORE_OP_group_norm, xa, weight, bias, C, N * C, a, &st);
-    if (y && running_mean) {
+    if (y && running_mean && N * S > 0) { /* empty input: the running statistics stay */
       /* per-instance statistics [N, C] averaged over the batch (PyTorch's rule) */
       static const int d0[] = {0};
       loom_no_grad_begin();

@@ -10,6 +10,11 @@
 bool core_norm_check_param(const char *op, const char *what, const loom_tensor *p, const loom_tensor *x,
                            loom_shape want, bool same_dtype);
 
+/* Under autocast, f16 / bf16 x runs in f32, and so do *w and *b (replaced
+ * by f32 copies in the current scope). Returns the input to use (NULL after
+ * an error). */
+const loom_tensor *core_norm_autocast(const loom_tensor *x, const loom_tensor **w, const loom_tensor **b);
+
 /* Runs the fused forward op `op` (batch_norm / layer_norm / group_norm) on x
  * (made contiguous), weight and bias (NULL = ones / zeros), with attributes a;
  * P: elements of weight, G: statistics groups. Records autograd (inputs x,

@@ -3,7 +3,6 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "core/autocast.h"
 #include "core/norm_impl.h"
 #include "loom/nn_norm.h"
 
@@ -11,16 +10,6 @@ static bool check_eps(const char *op, double eps) {
   if (eps >= 0 && isfinite(eps)) return true;
   core_set_error(LOOM_ERR_INVALID, "%s: expected eps >= 0, got %g", op, eps);
   return false;
-}
-
-/* Under autocast f16 / bf16 input runs in f32, and so do the parameters. */
-static const loom_tensor *autocast(const loom_tensor *x, const loom_tensor **w, const loom_tensor **b) {
-  const loom_tensor *xa = core_autocast_f32(x);
-  if (xa && xa != x) {
-    if (*w && (*w)->dtype != xa->dtype) *w = loom_to_dtype(*w, xa->dtype);
-    if (*b && (*b)->dtype != xa->dtype) *b = loom_to_dtype(*b, xa->dtype);
-  }
-  return xa;
 }
 
 loom_tensor *loom_layer_norm(const loom_tensor *x, const int64_t *normalized_shape, int n, const loom_tensor *weight,
@@ -53,7 +42,7 @@ loom_tensor *loom_layer_norm(const loom_tensor *x, const int64_t *normalized_sha
   if (!check_eps("layer_norm", eps)) return NULL;
   loom_scope_begin();
   loom_tensor *y = NULL, *st = NULL;
-  const loom_tensor *xa = autocast(x, &weight, &bias);
+  const loom_tensor *xa = core_norm_autocast(x, &weight, &bias);
   if (xa && core_norm_check_param("layer_norm", "weight", weight, xa, ns, true) &&
       core_norm_check_param("layer_norm", "bias", bias, xa, ns, true)) {
     int64_t M = K ? core_numel(xa) / K : 0;
@@ -83,7 +72,7 @@ loom_tensor *loom_group_norm(const loom_tensor *x, int64_t num_groups, const loo
   if (!check_eps("group_norm", eps)) return NULL;
   loom_scope_begin();
   loom_tensor *y = NULL, *st = NULL;
-  const loom_tensor *xa = autocast(x, &weight, &bias);
+  const loom_tensor *xa = core_norm_autocast(x, &weight, &bias);
   if (xa && core_norm_check_param("group_norm", "weight", weight, xa, LOOM_SHAPE(C), true) &&
       core_norm_check_param("group_norm", "bias", bias, xa, LOOM_SHAPE(C), true)) {
     core_attrs a = {{N, C, S, num_groups}, {eps}};

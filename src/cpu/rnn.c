@@ -10,7 +10,7 @@
     const int64_t N = k->a.i[0], H = k->a.i[1];                                                   \
     const CPU_T_##d *gates = core_ptr(k->in[0]), *c = core_ptr(k->in[1]);                        \
     CPU_T_##d *h1 = core_ptr(k->out[0]), *c1 = h1 + N * H;                                         \
-    _Pragma("omp parallel for if (N * H > CPU_PARALLEL_MIN / 8)")                                 \
+    _Pragma("omp parallel for num_threads(cpu_threads()) if (N * H > CPU_PARALLEL_MIN / 8)") \
     for (int64_t n = 0; n < N; n++) {                                                             \
       const CPU_T_##d *a = gates + n * 4 * H;                                                     \
       for (int64_t j = 0; j < H; j++) {                                                           \
@@ -30,7 +30,7 @@
     const CPU_T_##d *gates = core_ptr(k->in[0]), *c = core_ptr(k->in[1]);                        \
     const CPU_T_##d *gh = core_ptr(k->in[2]), *gc = gh + N * H;                                   \
     CPU_T_##d *dgates = core_ptr(k->out[0]), *dc = core_ptr(k->out[1]);                           \
-    _Pragma("omp parallel for if (N * H > CPU_PARALLEL_MIN / 8)")                                 \
+    _Pragma("omp parallel for num_threads(cpu_threads()) if (N * H > CPU_PARALLEL_MIN / 8)") \
     for (int64_t n = 0; n < N; n++) {                                                             \
       const CPU_T_##d *a = gates + n * 4 * H;                                                     \
       CPU_T_##d *da = dgates + n * 4 * H;                                                         \

@@ -141,6 +141,7 @@ template <loom_dtype DT> loom_status forward_kernel(const core_kctx *k) {
   using A = typename std::conditional<DT == LOOM_F64, double, float>::type;
   if (check<DT>(k, DT == LOOM_F64 ? LOOM_F64 : LOOM_F32)) return loom_last_status();
   const int64_t R = k->a.i[0], C = k->a.i[1];
+  if (loom_status st = cuda_set_device(kernel_device(k))) return st;  // tensors may live on another GPU
   ce_forward<DT, A><<<grid_for(R * 32, kernel_device(k)), kThreads, 0, (cudaStream_t)k->stream>>>(
       static_cast<const S *>(core_ptr(k->in[0])), static_cast<const int64_t *>(core_ptr(k->in[1])),
       static_cast<const S *>(core_ptr(k->in[2])), static_cast<S *>(core_ptr(k->out[0])),
@@ -153,6 +154,7 @@ template <loom_dtype DT> loom_status backward_kernel(const core_kctx *k) {
   using A = typename std::conditional<DT == LOOM_F64, double, float>::type;
   if (check<DT>(k, DT == LOOM_F64 ? LOOM_F64 : LOOM_F32)) return loom_last_status();
   const int64_t R = k->a.i[0], C = k->a.i[1];
+  if (loom_status st = cuda_set_device(kernel_device(k))) return st;  // tensors may live on another GPU
   ce_backward<DT, A><<<grid_for(R * 32, kernel_device(k)), kThreads, 0, (cudaStream_t)k->stream>>>(
       static_cast<const S *>(core_ptr(k->in[0])), static_cast<const int64_t *>(core_ptr(k->in[1])),
       static_cast<const S *>(core_ptr(k->in[2])), static_cast<const A *>(core_ptr(k->in[3])),

@@ -18,7 +18,12 @@ extern "C" loom_status cuda_batch_norm_cudnn(const core_kctx *k, bool backward);
 namespace {
 
 constexpr int kNormThreads = 256;
+// Layer norm parameter gradients: chunks of at least kRowsPerChunk rows, at
+// most kMaxChunks of them (more rows per chunk for large M). That keeps the
+// grid's y dimension (<= 65535) and the workspace (chunks * 2K sums) bounded
+// while (K / 256) * 1024 blocks still fill the GPU.
 constexpr int64_t kRowsPerChunk = 64;
+constexpr int64_t kMaxChunks = 1024;
 
 template <class A> __device__ __forceinline__ A rsqrt_of(A v) { return (A)1 / m_sqrt(v); }
 
@@ -89,13 +94,13 @@ __global__ void rows_bwd(const typename dt<DT>::S *dy, const typename dt<DT>::S 
   }
 }
 
-// Layer norm dweight / dbias, stage 1: part[chunk][0 / 1][k] over rows of the chunk.
+// Layer norm dweight / dbias, stage 1: part[chunk][0 / 1][k] over the `rows` rows of the chunk.
 template <loom_dtype DT, class A>
 __global__ void cols_partial(const typename dt<DT>::S *dy, const typename dt<DT>::S *x, const A *st, A *part,
-                             int64_t M, int64_t K) {
+                             int64_t M, int64_t K, int64_t rows) {
   const int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x, chunk = blockIdx.y;
   if (k >= K) return;
-  const int64_t m0 = chunk * kRowsPerChunk, m1 = m0 + kRowsPerChunk < M ? m0 + kRowsPerChunk : M;
+  const int64_t m0 = chunk * rows, m1 = m0 + rows < M ? m0 + rows : M;
   A sw = 0, sb = 0;
   for (int64_t m = m0; m < m1; m++) {
     A g = (A)dt<DT>::load(dy[m * K + k]);
@@ -208,6 +213,7 @@ template <loom_dtype DT> loom_status batch_norm_kernel(const core_kctx *k) {
   const int64_t N = k->a.i[0], C = k->a.i[1], S = k->a.i[2];
   if (check<DT>(k, N * C * S, C, C, false)) return loom_last_status();
   if (C == 0) return LOOM_OK;
+  if (loom_status st = cuda_set_device(kernel_device(k))) return st;
   if constexpr (DT == LOOM_F32)
     if (cuda_batch_norm_cudnn_fits(k)) return cuda_batch_norm_cudnn(k, false);
   bn_fwd<DT, A><<<(unsigned)C, kNormThreads, 0, (cudaStream_t)k->stream>>>(
@@ -222,6 +228,7 @@ template <loom_dtype DT> loom_status batch_norm_backward_kernel(const core_kctx 
   const int64_t N = k->a.i[0], C = k->a.i[1], S = k->a.i[2];
   if (check<DT>(k, N * C * S, C, C, true)) return loom_last_status();
   if (C == 0) return LOOM_OK;
+  if (loom_status st = cuda_set_device(kernel_device(k))) return st;
   if constexpr (DT == LOOM_F32)
     if (cuda_batch_norm_cudnn_fits(k)) return cuda_batch_norm_cudnn(k, true);
   channel_bwd<DT, A><<<(unsigned)C, kNormThreads, 0, (cudaStream_t)k->stream>>>(
@@ -240,6 +247,7 @@ template <loom_dtype DT> loom_status layer_norm_kernel(const core_kctx *k) {
   if (check<DT>(k, M * K, K, M, false)) return loom_last_status();
   if (M == 0 || K == 0) return LOOM_OK;
   if (M > INT32_MAX) return core_set_error(LOOM_ERR_INVALID, "layer_norm: %lld rows is too many", (long long)M);
+  if (loom_status st = cuda_set_device(kernel_device(k))) return st;
   rows_fwd<DT, A><<<(unsigned)M, row_threads(K), 0, (cudaStream_t)k->stream>>>(
       P::in(k, 0), P::in(k, 1), P::in(k, 2), P::out(k, 0), static_cast<A *>(core_ptr(k->out[1])), M, K, 1, 0,
       (A)k->a.f[0]);
@@ -255,18 +263,20 @@ template <loom_dtype DT> loom_status layer_norm_backward_kernel(const core_kctx 
   cudaStream_t stream = (cudaStream_t)k->stream;
   const int dev = kernel_device(k);
   const A *st = static_cast<const A *>(core_ptr(k->in[3]));
+  if (loom_status s = cuda_set_device(dev)) return s;
   if (M == 0) return cuda_memset(dev, core_ptr(k->out[1]), 0, (size_t)(2 * K) * sizeof(typename dt<DT>::S));
   if (M > INT32_MAX) return core_set_error(LOOM_ERR_INVALID, "layer_norm_backward: %lld rows is too many", (long long)M);
   rows_bwd<DT, A><<<(unsigned)M, row_threads(K), 0, stream>>>(P::in(k, 0), P::in(k, 1), P::in(k, 2), st, P::out(k, 0),
                                                              M, K, 1, 0);
   loom_status s = CUDA_CHECK_LAUNCH("layer_norm_backward");
   if (s) return s;
-  const int64_t chunks = (M + kRowsPerChunk - 1) / kRowsPerChunk;
-  if (chunks > 65535) return core_set_error(LOOM_ERR_INVALID, "layer_norm_backward: %lld rows is too many", (long long)M);
+  int64_t rows = (M + kMaxChunks - 1) / kMaxChunks;
+  if (rows < kRowsPerChunk) rows = kRowsPerChunk;
+  const int64_t chunks = (M + rows - 1) / rows;
   A *part = static_cast<A *>(cuda_alloc(dev, (size_t)(chunks * 2 * K) * sizeof(A)));
   if (!part) return loom_last_status();
   dim3 grid((unsigned)((K + kNormThreads - 1) / kNormThreads), (unsigned)chunks);
-  cols_partial<DT, A><<<grid, kNormThreads, 0, stream>>>(P::in(k, 0), P::in(k, 1), st, part, M, K);
+  cols_partial<DT, A><<<grid, kNormThreads, 0, stream>>>(P::in(k, 0), P::in(k, 1), st, part, M, K, rows);
   s = CUDA_CHECK_LAUNCH("layer_norm_backward");
   if (!s) {
     cols_finish<DT, A><<<grid_for(2 * K, dev), kThreads, 0, stream>>>(part, P::out(k, 1), chunks, K);
@@ -285,6 +295,7 @@ template <loom_dtype DT> loom_status group_norm_kernel(const core_kctx *k) {
   if (check<DT>(k, N * C * S, C, N * G, false)) return loom_last_status();
   if (N == 0 || S == 0) return LOOM_OK;
   if (N * G > INT32_MAX) return core_set_error(LOOM_ERR_INVALID, "group_norm: too many groups");
+  if (loom_status st = cuda_set_device(kernel_device(k))) return st;
   const int64_t L = C / G * S;
   rows_fwd<DT, A><<<(unsigned)(N * G), row_threads(L), 0, (cudaStream_t)k->stream>>>(
       P::in(k, 0), P::in(k, 1), P::in(k, 2), P::out(k, 0), static_cast<A *>(core_ptr(k->out[1])), N * G, L, S, G,
@@ -302,6 +313,7 @@ template <loom_dtype DT> loom_status group_norm_backward_kernel(const core_kctx 
   if (check<DT>(k, N * C * S, C, N * G, true)) return loom_last_status();
   if (C == 0) return LOOM_OK;
   if (N * G > INT32_MAX) return core_set_error(LOOM_ERR_INVALID, "group_norm_backward: too many groups");
+  if (loom_status st = cuda_set_device(kernel_device(k))) return st;
   cudaStream_t stream = (cudaStream_t)k->stream;
   const A *st = static_cast<const A *>(core_ptr(k->in[3]));
   const int64_t L = C / G * S;

@@ -72,6 +72,7 @@ template <loom_dtype DT> loom_status lstm_fw_kernel(const core_kctx *k) {
   if (!check(k, "lstm_pointwise", DT, kFwSizes)) return loom_last_status();
   const int64_t N = k->a.i[0], H = k->a.i[1];
   if (N * H == 0) return LOOM_OK;
+  if (loom_status st = cuda_set_device(kernel_device(k))) return st;  // tensors may live on another GPU
   lstm_fw<DT, A><<<grid_for(N * H, kernel_device(k)), kThreads, 0, (cudaStream_t)k->stream>>>(
       static_cast<const S *>(core_ptr(k->in[0])), static_cast<const S *>(core_ptr(k->in[1])),
       static_cast<S *>(core_ptr(k->out[0])), N, H);
@@ -84,6 +85,7 @@ template <loom_dtype DT> loom_status lstm_bw_kernel(const core_kctx *k) {
   if (!check(k, "lstm_pointwise_backward", DT, kBwSizes)) return loom_last_status();
   const int64_t N = k->a.i[0], H = k->a.i[1];
   if (N * H == 0) return LOOM_OK;
+  if (loom_status st = cuda_set_device(kernel_device(k))) return st;  // tensors may live on another GPU
   lstm_bw<DT, A><<<grid_for(N * H, kernel_device(k)), kThreads, 0, (cudaStream_t)k->stream>>>(
       static_cast<const S *>(core_ptr(k->in[0])), static_cast<const S *>(core_ptr(k->in[1])),
       static_cast<const S *>(core_ptr(k->in[2])), static_cast<S *>(core_ptr(k->out[0])),

@@ -90,13 +90,24 @@ static bool grow(void **arr, int n, int *cap, size_t elem) {
   return true;
 }
 
+/* True when target is m or one of its descendants. */
+static bool reaches(const loom_module *m, const loom_module *target) {
+  if (m == target) return true;
+  for (int i = 0; i < m->n_children; i++)
+    if (reaches(m->children[i].m, target)) return true;
+  return false;
+}
+
 int loom_module_add(loom_module *m, const char *name, loom_module *child) {
   if (!child) {
     loom_status st = core_null_error("module_add: child '%s' is NULL", name ? name : "(null)");
     return st;
   }
   loom_status st = check_name("module_add", m, name);
-  if (!st && child == m) st = core_set_error(LOOM_ERR_INVALID, "module_add: a module cannot be its own child");
+  /* a cycle would make every recursive walk (train, free, state_dict) loop */
+  if (!st && reaches(child, m))
+    st = core_set_error(LOOM_ERR_INVALID, "module_add: adding %s '%s' to %s would make a cycle (a module cannot be "
+                        "its own descendant)", child->kind->type, name, m->kind->type);
   if (!st && !grow((void **)&m->children, m->n_children, &m->cap_children, sizeof(nn_child)))
     st = core_set_error(LOOM_ERR_OOM, "module_add: out of host memory");
   char *copy = st ? NULL : strdup(name);
@@ -162,6 +173,10 @@ loom_tensor *loom_module_replace_tensor(loom_module *m, const char *name, loom_t
     core_null_error("module_replace_tensor: module or tensor is NULL");
     return NULL;
   }
+  if (!name) {
+    core_set_error(LOOM_ERR_INVALID, "module_replace_tensor: name is NULL");
+    return NULL;
+  }
   for (int k = 0; k < 2; k++) {
     nn_entry *e = k ? m->buffers : m->params;
     int n = k ? m->n_buffers : m->n_params;
@@ -177,8 +192,7 @@ loom_tensor *loom_module_replace_tensor(loom_module *m, const char *name, loom_t
       return t;
     }
   }
-  core_set_error(LOOM_ERR_INVALID, "module_replace_tensor: %s has no parameter or buffer '%s'", m->kind->type,
-                 name ? name : "(null)");
+  core_set_error(LOOM_ERR_INVALID, "module_replace_tensor: %s has no parameter or buffer '%s'", m->kind->type, name);
   return NULL;
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "loom/ops.h"
+#include "nn/layers_impl.h"
 #include "nn/module_impl.h"
 
 static loom_norm_config *cfg(const loom_module *m) { return loom_module_state(m); }
@@ -38,25 +39,15 @@ static void reset_parameters(loom_module *m) {
 /* Errors of the functional op name the layer too: "LayerNorm: layer_norm: ...". */
 static loom_tensor *named(const loom_module *m, loom_tensor *y) {
   if (y) return y;
-  const char *type = loom_module_type(m), *why = loom_last_error();
-  if (strncmp(why, type, strlen(type)) != 0) {
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", why);
-    core_set_error(loom_last_status(), "%s: %s", type, buf);
-  }
-  return NULL;
-}
-
-static bool one_input(const loom_module *m, int n_in) {
-  if (n_in == 1) return true;
-  core_set_error(LOOM_ERR_INVALID, "%s: expected 1 input, got %d", loom_module_type(m), n_in);
-  return false;
+  const char *type = loom_module_type(m);
+  if (strncmp(loom_last_error(), type, strlen(type)) == 0) return NULL; /* named already */
+  return nn_layer_error(m);
 }
 
 /* ---- BatchNorm ---- */
 
 static loom_tensor *batch_norm_forward(loom_module *m, loom_tensor *const *in, int n_in) {
-  if (!one_input(m, n_in)) return NULL;
+  if (!nn_one_input(m, n_in)) return NULL;
   const loom_norm_config *c = cfg(m);
   const loom_tensor *x = in[0];
   const char *type = loom_module_type(m);
@@ -69,26 +60,30 @@ static loom_tensor *batch_norm_forward(loom_module *m, loom_tensor *const *in, i
   }
   bool training = loom_module_training(m);
   double factor = isnan(c->momentum) ? 0.0 : c->momentum;
-  loom_tensor *rm = NULL, *rv = NULL;
+  loom_tensor *rm = NULL, *rv = NULL, *nbt = NULL;
   if (c->track_running_stats) {
     rm = loom_module_buffer(m, "running_mean");
     rv = loom_module_buffer(m, "running_var");
-    if (training) {
-      loom_tensor *nbt = loom_module_buffer(m, "num_batches_tracked");
-      loom_scope_begin();
-      loom_no_grad_begin();
-      int st = loom_copy_(nbt, loom_add(nbt, loom_ones_like(nbt)));
-      loom_no_grad_end();
-      loom_scope_end();
-      if (st) return NULL;
-      if (isnan(c->momentum)) factor = 1.0 / loom_item(nbt); /* cumulative moving average */
-    }
+    nbt = training ? loom_module_buffer(m, "num_batches_tracked") : NULL;
+    if ((training && !nbt) || !rm || !rv) return named(m, NULL);
+    /* momentum None: a cumulative moving average over the batches counted so far */
+    if (nbt && isnan(c->momentum)) factor = 1.0 / (loom_item(nbt) + 1);
   }
   /* batch statistics when training or when no running statistics are kept;
    * the running ones are updated only while training */
   bool use_batch = training || !c->track_running_stats;
-  return named(m, loom_batch_norm(x, rm, rv, param(m, "weight", c->affine), param(m, "bias", c->affine), use_batch,
-                                  factor, c->eps));
+  loom_tensor *y = loom_batch_norm(x, rm, rv, param(m, "weight", c->affine), param(m, "bias", c->affine), use_batch,
+                                   factor, c->eps);
+  /* counted only once the batch went through, so a rejected input changes nothing */
+  if (y && nbt) {
+    loom_scope_begin();
+    loom_no_grad_begin();
+    loom_status st = loom_copy_(nbt, loom_add(nbt, loom_ones_like(nbt))); /* i64 throughout */
+    loom_no_grad_end();
+    loom_scope_end();
+    if (st) y = NULL; /* y stays in the caller's scope */
+  }
+  return named(m, y);
 }
 
 static const loom_module_kind batch_norm1d_kind = {"BatchNorm1d", batch_norm_forward, NULL, norm_macs,
@@ -126,7 +121,7 @@ static loom_module *build(const loom_module_kind *kind, loom_norm_config *c, loo
 
 /* Validates eps / momentum (0 = defaults) and fills the common fields. */
 static loom_norm_config *new_config(const char *type, loom_norm_kind kind, int64_t features, double eps,
-                                    double momentum) {
+                                    double momentum, bool set_momentum) {
   if (features <= 0 || eps < 0 || !isfinite(eps) || momentum < 0 || momentum > 1) {
     core_set_error(LOOM_ERR_INVALID, "%s: expected num_features > 0, eps >= 0, momentum in [0, 1] or NAN; got %lld, %g, %g",
                    type, (long long)features, eps, momentum);
@@ -140,7 +135,7 @@ static loom_norm_config *new_config(const char *type, loom_norm_kind kind, int64
   c->kind = kind;
   c->num_features = features;
   c->eps = eps == 0 ? 1e-5 : eps;
-  c->momentum = momentum == 0 ? 0.1 : momentum;
+  c->momentum = momentum == 0 && !set_momentum ? 0.1 : momentum;
   c->bias = true;
   return c;
 }
@@ -149,7 +144,7 @@ static loom_module *batch_norm(const loom_module_kind *kind, loom_norm_kind nk, 
                                const loom_batch_norm_options *o) {
   loom_batch_norm_options d = {0};
   if (!o) o = &d;
-  loom_norm_config *c = new_config(kind->type, nk, features, o->eps, o->momentum);
+  loom_norm_config *c = new_config(kind->type, nk, features, o->eps, o->momentum, o->set_momentum);
   if (!c) return NULL;
   c->affine = !o->no_affine;
   c->track_running_stats = !o->no_track_running_stats;
@@ -166,7 +161,7 @@ loom_module *loom_nn_batch_norm2d(int64_t num_features, const loom_batch_norm_op
 /* ---- InstanceNorm ---- */
 
 static loom_tensor *instance_norm_forward(loom_module *m, loom_tensor *const *in, int n_in) {
-  if (!one_input(m, n_in)) return NULL;
+  if (!nn_one_input(m, n_in)) return NULL;
   const loom_norm_config *c = cfg(m);
   const loom_tensor *x = in[0];
   int batched = c->kind == LOOM_NORM_INSTANCE2D ? 4 : 3;
@@ -205,7 +200,7 @@ static loom_module *instance_norm(const loom_module_kind *kind, loom_norm_kind n
                                   const loom_instance_norm_options *o) {
   loom_instance_norm_options d = {0};
   if (!o) o = &d;
-  loom_norm_config *c = new_config(kind->type, nk, features, o->eps, o->momentum);
+  loom_norm_config *c = new_config(kind->type, nk, features, o->eps, o->momentum, o->set_momentum);
   if (!c) return NULL;
   c->affine = o->affine;
   c->track_running_stats = o->track_running_stats;
@@ -222,7 +217,7 @@ loom_module *loom_nn_instance_norm2d(int64_t num_features, const loom_instance_n
 /* ---- LayerNorm ---- */
 
 static loom_tensor *layer_norm_forward(loom_module *m, loom_tensor *const *in, int n_in) {
-  if (!one_input(m, n_in)) return NULL;
+  if (!nn_one_input(m, n_in)) return NULL;
   const loom_norm_config *c = cfg(m);
   return named(m, loom_layer_norm(in[0], c->normalized_shape, c->n_normalized, param(m, "weight", c->affine),
                                   param(m, "bias", c->affine && c->bias), c->eps));
@@ -240,7 +235,7 @@ loom_module *loom_nn_layer_norm(const int64_t *normalized_shape, int n, const lo
                    LOOM_MAX_DIMS, n);
     return NULL;
   }
-  loom_norm_config *c = new_config("LayerNorm", LOOM_NORM_LAYER, normalized_shape[n - 1], o->eps, 0);
+  loom_norm_config *c = new_config("LayerNorm", LOOM_NORM_LAYER, normalized_shape[n - 1], o->eps, 0, false);
   if (!c) return NULL;
   loom_shape ps = {n, {0}};
   for (int i = 0; i < n; i++) ps.d[i] = c->normalized_shape[i] = normalized_shape[i];
@@ -254,10 +249,11 @@ loom_module *loom_nn_layer_norm(const int64_t *normalized_shape, int n, const lo
 /* ---- GroupNorm ---- */
 
 static loom_tensor *group_norm_forward(loom_module *m, loom_tensor *const *in, int n_in) {
-  if (!one_input(m, n_in)) return NULL;
+  if (!nn_one_input(m, n_in)) return NULL;
   const loom_norm_config *c = cfg(m);
   const loom_tensor *x = in[0];
-  if (x->shape.ndim < 2 || x->shape.d[1] != c->num_features) {
+  /* without affine parameters PyTorch only needs num_groups to divide C (checked by group_norm) */
+  if (x->shape.ndim < 2 || (c->affine && x->shape.d[1] != c->num_features)) {
     core_set_error(LOOM_ERR_INVALID, "GroupNorm: expected input [N, C, *] with C = %lld, got %s",
                    (long long)c->num_features, loom_shape_str(x->shape));
     return NULL;
@@ -276,7 +272,7 @@ loom_module *loom_nn_group_norm(int64_t num_groups, int64_t num_channels, const 
                    (long long)num_groups, (long long)num_channels);
     return NULL;
   }
-  loom_norm_config *c = new_config("GroupNorm", LOOM_NORM_GROUP, num_channels, o->eps, 0);
+  loom_norm_config *c = new_config("GroupNorm", LOOM_NORM_GROUP, num_channels, o->eps, 0, false);
   if (!c) return NULL;
   c->num_groups = num_groups;
   c->momentum = NAN;

@@ -27,7 +27,14 @@ static loom_tensor *run_cell(loom_module *m, const loom_tensor *x, const loom_te
   return loom_lstm_cell(x, h, c, w[0], w[1], w[2], w[3], c1);
 }
 
+/* loom_lstm_cell_forward passes its c1 destination to cell_forward through
+ * this, so that the call still goes through loom_forward_n (and its forward
+ * hook, used by summaries), as loom_rnn_forward does. */
+static _Thread_local loom_tensor **pending_c1;
+
 static loom_tensor *cell_forward(loom_module *m, loom_tensor *const *in, int n_in) {
+  loom_tensor **c1_dst = pending_c1;
+  pending_c1 = NULL;
   const loom_rnn_cell_config *cfg = loom_module_state(m);
   bool lstm = cfg->mode == LOOM_RNN_LSTM;
   if (n_in < 1 || n_in > (lstm ? 3 : 2) || (lstm && n_in == 2)) {
@@ -39,6 +46,7 @@ static loom_tensor *cell_forward(loom_module *m, loom_tensor *const *in, int n_i
   loom_scope_begin();
   loom_tensor *c1 = NULL;
   loom_tensor *h1 = loom_keep(run_cell(m, in[0], n_in > 1 ? in[1] : NULL, n_in > 2 ? in[2] : NULL, &c1));
+  if (h1 && c1_dst) *c1_dst = loom_keep(c1);
   loom_scope_end();
   return h1;
 }
@@ -70,8 +78,14 @@ int loom_lstm_cell_forward(loom_module *m, const loom_tensor *x, const loom_tens
   if (!h1 || !c1) return core_set_error(LOOM_ERR_INVALID, "LSTMCell: h1 and c1 must not be NULL");
   if (!x) return core_null_error("LSTMCell: input is NULL");
   if ((h == NULL) != (c == NULL)) return core_set_error(LOOM_ERR_INVALID, "LSTMCell: give both h and c or neither");
-  loom_tensor *out = run_cell(m, x, h, c, c1);
-  if (!out) return loom_last_status();
+  loom_tensor *in[3] = {(loom_tensor *)x, (loom_tensor *)h, (loom_tensor *)c};
+  pending_c1 = c1;
+  loom_tensor *out = loom_forward_n(m, in, h ? 3 : 1);
+  pending_c1 = NULL;
+  if (!out) {
+    *c1 = NULL;
+    return loom_last_status();
+  }
   *h1 = out;
   return LOOM_OK;
 }

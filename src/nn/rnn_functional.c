@@ -1,7 +1,8 @@
 /* The functional multi-layer RNN / LSTM / GRU (loom_rnn): checks, layout
  * (batch_first, unbatched), layers, directions and dropout between layers.
  * Each direction of a layer projects its whole input sequence with one
- * matmul, then runs the recurrence step by step (nn_rnn_step). */
+ * matmul, then runs the recurrence step by step (nn_rnn_step). Dropout
+ * between layers is loom_dropout's (the device's Philox generator). */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -9,15 +10,6 @@
 #include "loom/autograd.h"
 #include "loom/ops.h"
 #include "nn/rnn_impl.h"
-
-/* Inverted dropout with the device's Philox generator (same numbers on CPU
- * and CUDA for the same seed). */
-static loom_tensor *drop(const loom_tensor *x, double p) {
-  if (p >= 1) return loom_mul_scalar(x, 0.0);
-  loom_tensor *r = loom_rand(x->shape, LOOM_F32, loom_device_of(x));
-  loom_tensor *keep = loom_to_dtype(loom_ge(r, loom_scalar_like(r, p)), x->dtype);
-  return loom_mul(x, loom_mul_scalar(keep, 1.0 / (1.0 - p)));
-}
 
 /* One direction of one layer over seq [L, N, in]: returns [L, N, H]; *h_last
  * and *c_last (LSTM) receive the final states. w = {w_ih, w_hh, b_ih, b_hh}. */
@@ -159,7 +151,7 @@ loom_tensor *loom_rnn(loom_rnn_mode mode, const loom_tensor *x, const loom_tenso
                               weights + 4 * idx, d == 1, &hf[idx], &cf[idx]);
     }
     seq = D == 2 ? (outs[0] && outs[1] ? loom_cat(outs, 2, 2) : NULL) : outs[0];
-    if (seq && training && dropout > 0 && k < K - 1) seq = drop(seq, dropout);
+    if (seq && training && dropout > 0 && k < K - 1) seq = loom_dropout(seq, dropout, true);
   }
   loom_tensor *out = NULL, *hn = NULL, *cn = NULL;
   if (seq) {
