@@ -14,5 +14,6 @@
 #include "loom/io.h"
 #include "loom/nn.h"
 #include "loom/optim.h"
+#include "loom/data.h"
 
 #endif
