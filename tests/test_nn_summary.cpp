@@ -247,9 +247,18 @@ TEST(NnSummary, NoSideEffects) {
   EXPECT_TRUE(loom_module_training(net));
   EXPECT_TRUE(loom_module_training(loom_module_child(net, "0")));
   EXPECT_FALSE(loom_module_training(loom_module_child(net, "2")));
-  // the summary's hook (on a dead stack frame) is removed afterwards: ASan
-  // would catch a call through it
+  // the summary's hook (on a dead stack frame) is replaced by the user's own
+  // afterwards: ASan would catch a call through it
+  int calls = 0;
+  loom_forward_hook count = [](loom_module *, loom_tensor *const *, int, const loom_tensor *, void *u) {
+    ++*static_cast<int *>(u);
+  };
+  loom_set_forward_hook(count, &calls);
+  ASSERT_EQ(loom_module_macs(net, LOOM_SHAPE(5, 3), LOOM_F32, loom_cpu()), 95);
+  EXPECT_EQ(calls, 0) << "the user's hook ran during the summary";
   loom_tensor *y = loom_forward(net, loom_rand(LOOM_SHAPE(2, 3), LOOM_F32, loom_cpu()));
+  loom_set_forward_hook(nullptr, nullptr);
+  EXPECT_EQ(calls, 7) << "the user's hook was not restored (6 layers + the Sequential)";
   ASSERT_NE(y, nullptr);
   EXPECT_NE(loom_grad_fn_name(y), nullptr) << "grad mode is back on after the summary";
   loom_module_free(net);

@@ -110,6 +110,8 @@ loom_tensor *loom_forward_n(loom_module *m, loom_tensor *const *in, int n_in);
 typedef void (*loom_forward_hook)(loom_module *m, loom_tensor *const *in, int n_in,
                                   const loom_tensor *out, void *user);
 void loom_set_forward_hook(loom_forward_hook fn, void *user);
+/* The hook set on this thread (NULLs when none), to restore after a temporary one. */
+void loom_get_forward_hook(loom_forward_hook *fn, void **user);
 
 /* train(true) / eval (train(false)) for m and all descendants. */
 void loom_module_train(loom_module *m, bool on);

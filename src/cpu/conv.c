@@ -13,7 +13,6 @@
 
 #include "cpu/cpu.h"
 
-void cpu_register_pool(void); /* src/cpu/pool.c */
 
 /* Geometry of one conv kernel call (see src/core/ops_conv.def). */
 typedef struct geom {

@@ -59,6 +59,7 @@ void cpu_register_reduce(void);
 void cpu_register_index(void);
 void cpu_register_matmul(void);
 void cpu_register_conv(void);
+void cpu_register_pool(void);
 void cpu_register_norm(void);
 void cpu_register_act(void);
 void cpu_register_rnn(void);

@@ -109,7 +109,6 @@ static loom_status check_planes(const core_kctx *k, const loom_tensor *x, const 
 POOL_KERNELS(f32)
 POOL_KERNELS(f64)
 
-void cpu_register_pool(void);
 void cpu_register_pool(void) {
   core_register(LOOM_CPU, CORE_OP_max_pool2d, LOOM_F32, max_pool2d_f32);
   core_register(LOOM_CPU, CORE_OP_max_pool2d, LOOM_F64, max_pool2d_f64);

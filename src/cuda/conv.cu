@@ -3,7 +3,6 @@
 #include "cuda/kernels.cuh"
 
 extern "C" loom_status cuda_conv2d_cudnn(const core_kctx *k);
-void cuda_register_pool(void);
 
 void cuda_register_conv(void) {
   for (loom_dtype dt : {LOOM_F32, LOOM_F64, LOOM_F16, LOOM_BF16}) {

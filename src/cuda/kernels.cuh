@@ -229,6 +229,7 @@ void cuda_register_reduce(void);
 void cuda_register_index(void);
 void cuda_register_logsumexp(void);
 void cuda_register_conv(void);
+void cuda_register_pool(void);
 void cuda_register_norm(void);
 void cuda_register_act(void);
 void cuda_register_rnn(void);

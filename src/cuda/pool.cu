@@ -163,7 +163,6 @@ template <loom_dtype DT> void register_dtype() {
 
 }  // namespace
 
-void cuda_register_pool(void);
 void cuda_register_pool(void) {
   register_dtype<LOOM_F32>();
   register_dtype<LOOM_F64>();

@@ -275,6 +275,11 @@ void loom_set_forward_hook(loom_forward_hook fn, void *user) {
   fwd_hook_user = user;
 }
 
+void loom_get_forward_hook(loom_forward_hook *fn, void **user) {
+  if (fn) *fn = fwd_hook;
+  if (user) *user = fwd_hook_user;
+}
+
 loom_tensor *loom_forward_n(loom_module *m, loom_tensor *const *in, int n_in) {
   if (!m) {
     core_null_error("forward: module is NULL");

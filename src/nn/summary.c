@@ -111,9 +111,12 @@ int loom_summary_stats_get(loom_module *m, loom_shape input, loom_dtype dt, loom
   loom_tensor *x = random_input(input, dt, dev);
   loom_tensor *y = NULL;
   if (x) {
+    loom_forward_hook user_hook;
+    void *user_data;
+    loom_get_forward_hook(&user_hook, &user_data);
     loom_set_forward_hook(hook, &c);
     y = loom_forward(m, x);
-    loom_set_forward_hook(NULL, NULL);
+    loom_set_forward_hook(user_hook, user_data);
   }
   loom_scope_end();
   loom_no_grad_end();
