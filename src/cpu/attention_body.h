@@ -27,10 +27,15 @@ static loom_status FN(sdpa_fwd)(const core_kctx *k) {
   const T *mask = g.has_mask ? (const T *)core_ptr(k->in[3]) : NULL;
   T *out = core_ptr(k->out[0]), *lse = core_ptr(k->out[1]);
   int64_t heads = g.B * g.Hq, grp = g.Hq / g.Hkv;
+  int oom = 0;
 #pragma omp parallel num_threads(cpu_threads()) if (heads * g.L * g.S * (g.E + g.Ev) > CPU_PARALLEL_MIN)
   {
     T s[SDPA_BLOCK];
     T *acc = malloc(sizeof(T) * (size_t)(g.Ev > 0 ? g.Ev : 1));
+    if (!acc) {
+#pragma omp atomic write
+      oom = 1;
+    }
 #pragma omp for schedule(dynamic, 1)
     for (int64_t bh = 0; bh < heads; bh++) {
       int64_t b = bh / g.Hq, h = bh % g.Hq, kvh = b * g.Hkv + h / grp;
@@ -70,6 +75,7 @@ static loom_status FN(sdpa_fwd)(const core_kctx *k) {
     }
     free(acc);
   }
+  if (oom) return core_set_error(LOOM_ERR_OOM, "sdpa: out of host memory for a row accumulator");
   return LOOM_OK;
 }
 

@@ -157,11 +157,15 @@ static loom_status get_geom(const core_kctx *k, geom *g) {
     /* per thread: a partial weight gradient (thread 0 writes gw itself) and a column buffer */              \
     CPU_T_##d *buf = malloc((size_t)(nth * (wsize + csize)) * sizeof *buf + 1);                               \
     if (!buf) return core_set_error(LOOM_ERR_OOM, "conv2d_backward_weight: out of host memory");             \
+    /* The team may be smaller than asked (nested region, OMP_DYNAMIC, thread \
+     * limit): split the batch by the team actually running, sum only those. */ \
+    int used = 1;                                                                                             \
     _Pragma("omp parallel num_threads(nth) if (nth > 1)") {                                                   \
-      int t = omp_get_thread_num();                                                                               \
+      int t = omp_get_thread_num(), nt = omp_get_num_threads();                                               \
+      if (t == 0) used = nt;                                                                                  \
       CPU_T_##d *acc = t == 0 ? gw : buf + t * wsize, *col = buf + nth * wsize + t * csize;                   \
       memset(acc, 0, (size_t)wsize * sizeof *acc);                                                            \
-      int64_t lo = g.N * t / nth, hi = g.N * (t + 1) / nth;                                                   \
+      int64_t lo = g.N * t / nt, hi = g.N * (t + 1) / nt;                                                     \
       for (int64_t n = lo; n < hi; n++)                                                                       \
         for (int64_t gr = 0; gr < g.G; gr++) {                                                                \
           const CPU_T_##d *xg = x + (n * g.C + gr * g.Cg) * g.H * g.W;                                        \
@@ -171,7 +175,7 @@ static loom_status get_geom(const core_kctx *k, geom *g) {
                acc + gr * g.Cog * g.K, (int)g.K);                                                             \
         }                                                                                                     \
     }                                                                                                         \
-    for (int t = 1; t < nth; t++)                                                                             \
+    for (int t = 1; t < used; t++)                                                                            \
       for (int64_t e = 0; e < wsize; e++) gw[e] += buf[t * wsize + e];                                        \
     free(buf);                                                                                                \
     return LOOM_OK;                                                                                           \

@@ -35,7 +35,7 @@ static loom_status check_planes(const core_kctx *k, const loom_tensor *x, const 
     const CPU_T_##DT *x = core_ptr(xt);                                                                        \
     CPU_T_##DT *y = core_ptr(yt);                                                                              \
     int64_t *idx = core_ptr(k->out[1]);                                                                       \
-    _Pragma("omp parallel for schedule(static) if (planes * Ho * Wo * a[0] * a[1] > CPU_PARALLEL_MIN)")       \
+    _Pragma("omp parallel for num_threads(cpu_threads()) schedule(static) if (planes * Ho * Wo * a[0] * a[1] > CPU_PARALLEL_MIN)") \
     for (int64_t p = 0; p < planes; p++) {                                                                    \
       const CPU_T_##DT *xp = x + p * H * W;                                                                    \
       for (int64_t oh = 0; oh < Ho; oh++)                                                                     \
@@ -66,7 +66,7 @@ static loom_status check_planes(const core_kctx *k, const loom_tensor *x, const 
     const int64_t planes = xt->shape.d[0] * xt->shape.d[1];                                                   \
     const CPU_T_##DT *x = core_ptr(xt);                                                                        \
     CPU_T_##DT *y = core_ptr(yt);                                                                              \
-    _Pragma("omp parallel for schedule(static) if (planes * H * W > CPU_PARALLEL_MIN)")                       \
+    _Pragma("omp parallel for num_threads(cpu_threads()) schedule(static) if (planes * H * W > CPU_PARALLEL_MIN)") \
     for (int64_t p = 0; p < planes; p++) {                                                                    \
       const CPU_T_##DT *xp = x + p * H * W;                                                                    \
       for (int64_t oh = 0; oh < Ho; oh++) {                                                                   \
@@ -89,7 +89,7 @@ static loom_status check_planes(const core_kctx *k, const loom_tensor *x, const 
     const int64_t Wo = gyt->shape.d[3], planes = gxt->shape.d[0] * gxt->shape.d[1];                           \
     const CPU_T_##DT *gy = core_ptr(gyt);                                                                      \
     CPU_T_##DT *gx = core_ptr(gxt);                                                                            \
-    _Pragma("omp parallel for schedule(static) if (planes * H * W > CPU_PARALLEL_MIN)")                       \
+    _Pragma("omp parallel for num_threads(cpu_threads()) schedule(static) if (planes * H * W > CPU_PARALLEL_MIN)") \
     for (int64_t p = 0; p < planes; p++) {                                                                    \
       CPU_T_##DT *gp = gx + p * H * W;                                                                         \
       memset(gp, 0, (size_t)(H * W) * sizeof *gp);                                                            \

@@ -288,6 +288,7 @@ template <loom_dtype DT> loom_status sdpa_kernel(const core_kctx *k) {
   Params p;
   if (get_params(k, true, &p)) return loom_last_status();
   if (p.B * p.Hq == 0 || p.L == 0) return LOOM_OK;
+  if (loom_status st = cuda_set_device(kernel_device(k))) return st;  /* the stream's device */
   cudaStream_t stream = (cudaStream_t)k->stream;
   dim3 grid((unsigned)(p.B * p.Hq), (unsigned)((p.L + kRows - 1) / kRows));
   sdpa_fwd<DT><<<grid, kBlock, 0, stream>>>(static_cast<const S *>(core_ptr(k->in[0])),
@@ -303,6 +304,7 @@ template <loom_dtype DT> loom_status sdpa_backward_kernel(const core_kctx *k) {
   using S = typename dt<DT>::S;
   Params p;
   if (get_params(k, false, &p)) return loom_last_status();
+  if (loom_status st = cuda_set_device(kernel_device(k))) return st;  /* the stream's device */
   cudaStream_t stream = (cudaStream_t)k->stream;
   const S *qdo = static_cast<const S *>(core_ptr(k->in[0])), *kv = static_cast<const S *>(core_ptr(k->in[1]));
   const float *stats = static_cast<const float *>(core_ptr(k->in[2])), *mask = static_cast<const float *>(core_ptr(k->in[3]));

@@ -121,6 +121,7 @@ template <loom_dtype DT> loom_status max_pool2d(const core_kctx *k) {
   const int64_t total = core_numel(y);
   if (total == 0) return LOOM_OK;
   const int dev = kernel_device(k);
+  if (loom_status st = cuda_set_device(dev)) return st;  /* the stream's device */
   max_pool_kernel<DT, A><<<grid_for(total, dev), kThreads, 0, (cudaStream_t)k->stream>>>(
       static_cast<const S *>(core_ptr(x)), static_cast<S *>(core_ptr(y)), static_cast<int64_t *>(core_ptr(k->out[1])),
       total, x->shape.d[2], x->shape.d[3], y->shape.d[2], y->shape.d[3], attrs_of(k));
@@ -135,6 +136,7 @@ template <loom_dtype DT> loom_status avg_pool2d(const core_kctx *k) {
   const int64_t total = core_numel(y);
   if (total == 0) return LOOM_OK;
   const int dev = kernel_device(k);
+  if (loom_status st = cuda_set_device(dev)) return st;  /* the stream's device */
   avg_pool_kernel<DT, A><<<grid_for(total, dev), kThreads, 0, (cudaStream_t)k->stream>>>(
       static_cast<const S *>(core_ptr(x)), static_cast<S *>(core_ptr(y)), total, x->shape.d[2], x->shape.d[3],
       y->shape.d[2], y->shape.d[3], attrs_of(k));
@@ -149,6 +151,7 @@ template <loom_dtype DT> loom_status avg_pool2d_backward(const core_kctx *k) {
   const int64_t total = core_numel(gx);
   if (total == 0) return LOOM_OK;
   const int dev = kernel_device(k);
+  if (loom_status st = cuda_set_device(dev)) return st;  /* the stream's device */
   avg_pool_backward_kernel<DT, A><<<grid_for(total, dev), kThreads, 0, (cudaStream_t)k->stream>>>(
       static_cast<const S *>(core_ptr(gy)), static_cast<S *>(core_ptr(gx)), total, gx->shape.d[2], gx->shape.d[3],
       gy->shape.d[2], gy->shape.d[3], attrs_of(k));
