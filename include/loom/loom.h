@@ -15,5 +15,6 @@
 #include "loom/nn.h"
 #include "loom/optim.h"
 #include "loom/data.h"
+#include "loom/train.h"
 
 #endif

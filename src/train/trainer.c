@@ -1,0 +1,356 @@
+/* loom_trainer: epochs of steps over a loader with progress lines, NaN / Inf
+ * checks, checkpoints every N steps, and a clean stop on SIGINT / SIGTERM. */
+#define _POSIX_C_SOURCE 200809L   /* sigaction, fileno, clock_gettime */
+#include "loom/train.h"
+#include "loom/autograd.h"
+#include "loom/runtime.h"
+#include "core/tensor_impl.h"
+#include "train/train_impl.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+struct loom_trainer {
+  loom_module *model;
+  loom_optimizer *opt;
+  loom_scheduler *sched;
+  loom_loader *loader;
+  loom_trainer_opts o;          /* defaults filled in; strings point at the copies below */
+  char *dir, *prefix, *config;
+  int64_t step, epoch;          /* steps taken; epoch in progress */
+  bool positioned;              /* the loader already stands where epoch continues */
+  double loss_sum, correct;     /* this epoch's steps so far */
+  int64_t seen, counted;
+  double fit_start, timed_start;  /* clock at the fit's start and after its first step */
+  int64_t fit_steps, timed_samples;
+  int64_t saved_step;           /* step of the last checkpoint written (-1: none) */
+  double eval_loss, eval_acc;
+  char last_path[4096];
+  bool handlers;                /* our SIGINT / SIGTERM handlers are installed */
+  bool line_open;               /* a progress line rewritten in place waits for its newline */
+  struct sigaction old_int, old_term;
+};
+
+static volatile sig_atomic_t stop_signal = 0;
+
+static void on_signal(int sig) { stop_signal = sig; }
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* One message line (unless quiet), after ending an open progress line. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static void say(loom_trainer *t, const char *fmt, ...) {
+  if (t->o.quiet) return;
+  if (t->line_open) fputc('\n', t->o.log);
+  t->line_open = false;
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(t->o.log, fmt, ap);
+  va_end(ap);
+  fputc('\n', t->o.log);
+  fflush(t->o.log);
+}
+
+const char *loom_train_status_name(loom_train_status s) {
+  static const char *names[] = {"done", "interrupted", "stopped", "non-finite", "failed"};
+  return (unsigned)s < sizeof names / sizeof names[0] ? names[s] : "unknown";
+}
+
+static char *copy_text(const char *s, const char *fallback) {
+  if (!s) s = fallback;
+  if (!s) return NULL;
+  char *c = malloc(strlen(s) + 1);
+  if (c) strcpy(c, s);
+  return c;
+}
+
+loom_trainer *loom_trainer_new(loom_module *model, loom_optimizer *opt, loom_scheduler *sched, loom_loader *loader,
+                               const loom_trainer_opts *o) {
+  if (!model || !opt || !loader)
+    return core_set_error(LOOM_ERR_INVALID, "loom_trainer_new: NULL %s",
+                          !model ? "model" : !opt ? "optimizer" : "loader"), NULL;
+  loom_trainer *t = calloc(1, sizeof *t);
+  if (!t) return core_set_error(LOOM_ERR_OOM, "loom_trainer_new: out of host memory"), NULL;
+  *t = (loom_trainer){.model = model, .opt = opt, .sched = sched, .loader = loader, .saved_step = -1,
+                      .eval_loss = NAN, .eval_acc = NAN};
+  if (o) t->o = *o;
+  if (t->o.epochs <= 0) t->o.epochs = 1;
+  if (t->o.log_every == 0) t->o.log_every = 50;
+  if (t->o.check_every == 0) t->o.check_every = 1;
+  if (t->o.keep == 0) t->o.keep = 3;
+  if (!t->o.loss) t->o.loss = loom_loss_cross_entropy;
+  if (!t->o.log) t->o.log = stdout;
+  t->dir = copy_text(t->o.checkpoint_dir, NULL);
+  t->prefix = copy_text(t->o.checkpoint_prefix, "ckpt");
+  t->config = copy_text(t->o.config, "");
+  if (!t->prefix || !t->config || (t->o.checkpoint_dir && !t->dir)) {
+    loom_trainer_free(t);
+    return core_set_error(LOOM_ERR_OOM, "loom_trainer_new: out of host memory"), NULL;
+  }
+  t->o.checkpoint_dir = t->dir;
+  t->o.checkpoint_prefix = t->prefix;
+  t->o.config = t->config;
+  return t;
+}
+
+void loom_trainer_free(loom_trainer *t) {
+  if (!t) return;
+  free(t->dir);
+  free(t->prefix);
+  free(t->config);
+  free(t);
+}
+
+const char *loom_trainer_last_checkpoint(const loom_trainer *t) { return t ? t->last_path : ""; }
+
+loom_train_stats loom_trainer_stats(const loom_trainer *t) {
+  loom_train_stats s = {0};
+  if (!t) return s;
+  double now = now_s();
+  s.step = t->step;
+  s.epoch = t->epoch;
+  s.loss = t->seen ? t->loss_sum / (double)t->seen : NAN;
+  s.accuracy = t->counted ? t->correct / (double)t->counted : NAN;
+  s.seconds = t->fit_start > 0 ? now - t->fit_start : 0;
+  s.samples_per_s = t->fit_steps > 1 && now > t->timed_start ? (double)t->timed_samples / (now - t->timed_start) : NAN;
+  s.eval_loss = t->eval_loss;
+  s.eval_accuracy = t->eval_acc;
+  return s;
+}
+
+/* ---------------------------------------------------------------- checkpoints */
+
+int loom_trainer_save(loom_trainer *t, const char *path) {
+  if (!t) return core_set_error(LOOM_ERR_INVALID, "loom_trainer_save: trainer is NULL");
+  char own[4096];
+  if (!path) {
+    if (!t->dir) return core_set_error(LOOM_ERR_INVALID, "loom_trainer_save: no path and no checkpoint_dir");
+    if (mkdir(t->dir, 0777) != 0 && errno != EEXIST)
+      return core_set_error(LOOM_ERR_IO, "loom_trainer_save: cannot create folder '%s': %s", t->dir, strerror(errno));
+    int st = loom_checkpoint_path(t->dir, t->prefix, t->step, own, sizeof own);
+    if (st) return st;
+    path = own;
+  }
+  loom_checkpoint_meta meta = {.step = t->step, .epoch = t->epoch};
+  snprintf(meta.config, sizeof meta.config, "%s", t->config);
+  int st = loom_checkpoint_save(path, t->model, t->opt, t->sched, t->o.scaler, t->loader, &meta);
+  if (st) return st;
+  snprintf(t->last_path, sizeof t->last_path, "%s", path);
+  t->saved_step = t->step;
+  say(t, "checkpoint saved: %s (step %" PRId64 ")", path, t->step);
+  if (t->dir && t->o.keep > 0 && loom_checkpoint_rotate(t->dir, t->prefix, t->o.keep) < 0) return loom_last_status();
+  return LOOM_OK;
+}
+
+int loom_trainer_resume(loom_trainer *t, const char *path) {
+  if (!t || !path) return core_set_error(LOOM_ERR_INVALID, "loom_trainer_resume: NULL %s", !t ? "trainer" : "path");
+  loom_checkpoint_meta meta;
+  int st = loom_checkpoint_load(path, t->model, t->opt, t->sched, t->o.scaler, t->loader, &meta);
+  if (st) return st;
+  t->step = t->saved_step = meta.step;
+  t->epoch = loom_loader_position(t->loader).epoch;
+  t->positioned = true;
+  t->loss_sum = t->correct = 0;
+  t->seen = t->counted = 0;
+  snprintf(t->last_path, sizeof t->last_path, "%s", path);
+  say(t, "resumed from %s: step %" PRId64 ", epoch %" PRId64, path, t->step, t->epoch + 1);
+  return LOOM_OK;
+}
+
+int loom_trainer_resume_latest(loom_trainer *t) {
+  if (!t || !t->dir) return -core_set_error(LOOM_ERR_INVALID, "loom_trainer_resume_latest: no checkpoint_dir");
+  char path[4096];
+  int found = loom_checkpoint_latest(t->dir, t->prefix, path, sizeof path);
+  if (found <= 0) return found;
+  int st = loom_trainer_resume(t, path);
+  return st ? -st : 1;
+}
+
+/* ---------------------------------------------------------------- progress */
+
+static void print_progress(loom_trainer *t, bool final) {
+  if (t->o.quiet || t->o.log_every < 0) return;
+  int64_t nb = loom_loader_num_batches(t->loader);
+  int64_t batch = loom_loader_position(t->loader).batch;
+  int64_t total = (int64_t)t->o.epochs * nb;
+  if (t->o.max_steps > 0 && t->o.max_steps < total) total = t->o.max_steps;
+  loom_train_stats s = loom_trainer_stats(t);
+  double per_step = t->fit_steps > 0 ? (now_s() - t->fit_start) / (double)t->fit_steps : 0;
+  double eta = total > t->step ? per_step * (double)(total - t->step) : 0;
+  char acc[32] = "", speed[48] = "";
+  if (!isnan(s.accuracy)) snprintf(acc, sizeof acc, "  acc %.2f%%", 100 * s.accuracy);
+  if (!isnan(s.samples_per_s)) snprintf(speed, sizeof speed, "  %.0f samples/s", s.samples_per_s);
+  bool tty = isatty(fileno(t->o.log));
+  fprintf(t->o.log, "%sepoch %" PRId64 "/%d  step %" PRId64 "/%" PRId64 "  loss %.4f%s  lr %.3g%s  ETA %d:%02d%s",
+          tty ? "\r" : "", t->epoch + 1, t->o.epochs, batch, nb, s.loss, acc, loom_optimizer_get_lr(t->opt, 0),
+          speed, (int)(eta / 60), (int)fmod(eta, 60), tty ? "\033[K" : "\n");
+  t->line_open = tty && !final;
+  if (tty && final) fputc('\n', t->o.log);
+  fflush(t->o.log);
+}
+
+/* ---------------------------------------------------------------- one step */
+
+typedef enum { STEP_OK, STEP_END, STEP_FAIL, STEP_NONFINITE } step_result;
+
+static step_result nonfinite_stop(loom_trainer *t, double loss) {
+  char what[512] = "";
+  /* A finite loss: are the gradients finite? (With a scaler, inf gradients
+   * are expected: it skips the step.) A non-finite loss: is a parameter? */
+  int r = train_first_nonfinite(t->model, !isfinite(loss), isfinite(loss) && !t->o.scaler, what, sizeof what);
+  if (r < 0) return STEP_FAIL;
+  if (r == 0 && isfinite(loss)) return STEP_OK;
+  loom_optimizer_zero_grad(t->opt);
+  core_set_error(LOOM_ERR_INVALID, "training stopped at epoch %" PRId64 ", step %" PRId64 " before the update: %s%s%s",
+                 t->epoch + 1, t->step + 1, isfinite(loss) ? "" : isnan(loss) ? "loss is NaN" : "loss is Inf",
+                 r && !isfinite(loss) ? "; " : r ? "" : " (parameters are finite: the batch or the loss made it)",
+                 r ? what : "");
+  return STEP_NONFINITE;
+}
+
+static step_result one_step(loom_trainer *t) {
+  loom_scope_begin();
+  loom_tensor *x, *y, *logits = NULL;
+  loom_clear_error();
+  if (!loom_loader_next(t->loader, &x, &y)) {
+    loom_scope_end();
+    return loom_last_status() == LOOM_OK ? STEP_END : STEP_FAIL;
+  }
+  int64_t b = loom_size(x, 0);
+  loom_tensor *loss = t->o.loss(t->model, x, y, &logits, t->o.loss_user);
+  if (loss && loom_numel(loss) != 1)
+    loss = NULL, core_set_error(LOOM_ERR_INVALID, "training step: the loss has shape %s, not one element",
+                                loom_shape_str(loom_shape_of(loss)));
+  loom_tensor *root = loss && t->o.scaler ? loom_grad_scaler_scale(t->o.scaler, loss) : loss;
+  int st = root ? loom_backward(root, NULL, false) : (int)loom_last_status();
+  double lv = st ? NAN : loom_item(loss);
+  step_result r = st ? STEP_FAIL : STEP_OK;
+  bool check = t->o.check_every > 0 && (t->step + 1) % t->o.check_every == 0;
+  if (!st && (check || !isfinite(lv))) r = nonfinite_stop(t, lv);
+  double c = r == STEP_OK && logits ? train_count_correct(logits, y) : -1;
+  if (r == STEP_OK) {
+    bool skipped = false;
+    st = t->o.scaler ? loom_grad_scaler_step(t->o.scaler, t->opt, &skipped) : loom_optimizer_step(t->opt);
+    if (!st && t->o.scaler) st = loom_grad_scaler_update(t->o.scaler);
+    loom_optimizer_zero_grad(t->opt);
+    if (!st && t->sched && !t->o.sched_per_epoch) st = loom_scheduler_step(t->sched);
+    if (st) r = STEP_FAIL;
+  }
+  loom_scope_end();
+  if (r != STEP_OK) return r;
+  t->step++;
+  t->loss_sum += lv * (double)b;
+  t->seen += b;
+  if (c >= 0) t->correct += c, t->counted += b;
+  if (++t->fit_steps == 1) t->timed_start = now_s();
+  else t->timed_samples += b;
+  return STEP_OK;
+}
+
+/* ---------------------------------------------------------------- loops */
+
+static bool install_handlers(loom_trainer *t) {
+  if (t->handlers || t->o.no_signal_handlers) return false;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  stop_signal = 0;
+  sigaction(SIGINT, &sa, &t->old_int);
+  sigaction(SIGTERM, &sa, &t->old_term);
+  return t->handlers = true;
+}
+
+static void restore_handlers(loom_trainer *t, bool mine) {
+  if (!mine) return;
+  sigaction(SIGINT, &t->old_int, NULL);
+  sigaction(SIGTERM, &t->old_term, NULL);
+  t->handlers = false;
+}
+
+static bool max_reached(const loom_trainer *t) { return t->o.max_steps > 0 && t->step >= t->o.max_steps; }
+
+/* After a signal: a checkpoint (when there is a folder) and INTERRUPTED. */
+static loom_train_status interrupted(loom_trainer *t) {
+  say(t, "%s received: stopping at step %" PRId64, stop_signal == SIGTERM ? "SIGTERM" : "SIGINT", t->step);
+  if (t->dir && t->saved_step != t->step && loom_trainer_save(t, NULL) != 0) return LOOM_TRAIN_FAILED;
+  return LOOM_TRAIN_INTERRUPTED;
+}
+
+static loom_train_status epoch_steps(loom_trainer *t) {
+  while (!max_reached(t)) {
+    step_result r = one_step(t);
+    if (r == STEP_END) break;
+    if (r == STEP_FAIL) return LOOM_TRAIN_FAILED;
+    if (r == STEP_NONFINITE) {
+      say(t, "%s", loom_last_error());
+      return LOOM_TRAIN_NONFINITE;
+    }
+    int stop = t->o.on_step ? t->o.on_step(t, t->step, t->loss_sum / (double)t->seen, t->o.step_user) : 0;
+    if (stop_signal) return interrupted(t);
+    if (stop) return LOOM_TRAIN_STOPPED;
+    if (t->dir && t->o.checkpoint_every > 0 && t->step % t->o.checkpoint_every == 0 && loom_trainer_save(t, NULL))
+      return LOOM_TRAIN_FAILED;
+    if (t->o.log_every > 0 && t->step % t->o.log_every == 0) print_progress(t, false);
+  }
+  return LOOM_TRAIN_DONE;
+}
+
+loom_train_status loom_train_epoch(loom_trainer *t) {
+  if (!t) return core_set_error(LOOM_ERR_INVALID, "loom_train_epoch: trainer is NULL"), LOOM_TRAIN_FAILED;
+  bool mine = install_handlers(t);
+  if (t->fit_start == 0) t->fit_start = now_s();
+  loom_train_status s = LOOM_TRAIN_DONE;
+  if (!t->positioned && loom_loader_start_epoch(t->loader, t->epoch) != 0) s = LOOM_TRAIN_FAILED;
+  if (!t->positioned) t->loss_sum = t->correct = 0, t->seen = t->counted = 0;
+  t->positioned = false;
+  loom_module_train(t->model, true);
+  if (s == LOOM_TRAIN_DONE) s = epoch_steps(t);
+  bool finished = s == LOOM_TRAIN_DONE &&
+                  loom_loader_position(t->loader).batch >= loom_loader_num_batches(t->loader);
+  if (s == LOOM_TRAIN_DONE && !finished) t->positioned = true;   /* max_steps mid-epoch */
+  if (finished) {
+    bool tty = isatty(fileno(t->o.log));
+    if (tty || t->o.log_every <= 0 || t->step % t->o.log_every != 0) print_progress(t, true);
+    if (t->sched && t->o.sched_per_epoch && loom_scheduler_step(t->sched) != 0) s = LOOM_TRAIN_FAILED;
+    t->epoch++;
+    if (s == LOOM_TRAIN_DONE && t->o.eval_loader) {
+      if (loom_evaluate_fn(t->model, t->o.eval_loader, t->o.loss, t->o.loss_user, &t->eval_loss, &t->eval_acc))
+        s = LOOM_TRAIN_FAILED;
+      else
+        say(t, "epoch %" PRId64 "/%d  eval loss %.4f  eval acc %.2f%%", t->epoch, t->o.epochs, t->eval_loss,
+            100 * t->eval_acc);
+    }
+    if (s == LOOM_TRAIN_DONE && stop_signal) s = interrupted(t);
+    if (s == LOOM_TRAIN_DONE && t->dir && t->o.checkpoint_every == 0 && loom_trainer_save(t, NULL)) s = LOOM_TRAIN_FAILED;
+  }
+  restore_handlers(t, mine);
+  return s;
+}
+
+loom_train_status loom_trainer_fit(loom_trainer *t) {
+  if (!t) return core_set_error(LOOM_ERR_INVALID, "loom_trainer_fit: trainer is NULL"), LOOM_TRAIN_FAILED;
+  bool mine = install_handlers(t);
+  t->fit_start = now_s();
+  t->fit_steps = t->timed_samples = 0;
+  loom_train_status s = LOOM_TRAIN_DONE;
+  while (s == LOOM_TRAIN_DONE && t->epoch < t->o.epochs && !max_reached(t)) s = loom_train_epoch(t);
+  if (s == LOOM_TRAIN_DONE && t->dir && t->saved_step != t->step && loom_trainer_save(t, NULL)) s = LOOM_TRAIN_FAILED;
+  restore_handlers(t, mine);
+  return s;
+}
