@@ -1,0 +1,134 @@
+/* Shared by the small Fashion-MNIST examples (mlp.c, bn_cnn.c): their common
+ * flags, device choice and the train / test loaders. Header-only, because each
+ * file in examples/ is its own program. */
+#ifndef LOOM_EXAMPLES_FASHION_COMMON_H
+#define LOOM_EXAMPLES_FASHION_COMMON_H
+
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#include <errno.h>
+#include <loom/loom.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const float FASHION_MEAN = 0.2860f, FASHION_STD = 0.3530f; /* Fashion-MNIST training set */
+
+typedef struct fashion_opts {
+  const char *data, *device;
+  long epochs, batch_size, limit, seed;
+  double lr;
+} fashion_opts;
+
+static inline double fashion_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static inline void fashion_usage(FILE *to, const char *prog, const fashion_opts *d) {
+  fprintf(to, "usage: %s [--data DIR] [--epochs N] [--batch-size N] [--lr X] [--device cpu|cuda[:N]]\n"
+              "       [--limit N] [--seed N]\n"
+              "defaults: --data %s --epochs %ld --batch-size %ld --lr %g\n"
+              "          --device cuda when a GPU is visible, else cpu\n",
+          prog, d->data, d->epochs, d->batch_size, d->lr);
+}
+
+/* Parses the flags into *o (which holds the defaults); 0, or -1 after a
+ * message and the usage on stderr. */
+static inline int fashion_parse_flags(const char *prog, int argc, char **argv, fashion_opts *o,
+                                      const fashion_opts *defaults) {
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      fashion_usage(stdout, prog, defaults);
+      exit(0);
+    }
+    if (i + 1 >= argc) {
+      fprintf(stderr, "%s: unknown option or missing value: %s\n", prog, a);
+      return -1;
+    }
+    const char *v = argv[++i];
+    char *end;
+    errno = 0;
+    if (!strcmp(a, "--data")) { o->data = v; continue; }
+    if (!strcmp(a, "--device")) { o->device = v; continue; }
+    if (!strcmp(a, "--lr")) {
+      o->lr = strtod(v, &end);
+      if (end == v || *end || !(o->lr > 0)) {
+        fprintf(stderr, "%s: --lr needs a positive number, got '%s'\n", prog, v);
+        return -1;
+      }
+      continue;
+    }
+    long *dst = !strcmp(a, "--epochs") ? &o->epochs : !strcmp(a, "--batch-size") ? &o->batch_size
+              : !strcmp(a, "--limit")  ? &o->limit  : !strcmp(a, "--seed")       ? &o->seed : NULL;
+    if (!dst) {
+      fprintf(stderr, "%s: unknown option %s\n", prog, a);
+      return -1;
+    }
+    long lo = dst == &o->seed ? 0 : 1;
+    *dst = strtol(v, &end, 10);
+    if (errno || end == v || *end || *dst < lo) {
+      fprintf(stderr, "%s: %s needs an integer >= %ld, got '%s'\n", prog, a, lo, v);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static inline int fashion_parse(const char *prog, int argc, char **argv, fashion_opts *o) {
+  const fashion_opts defaults = *o;
+  if (!fashion_parse_flags(prog, argc, argv, o, &defaults)) return 0;
+  fashion_usage(stderr, prog, &defaults);
+  return -1;
+}
+
+/* The device of --device (cuda:0 when a GPU is visible, else cpu); returns
+ * the exit status (0 = go on). */
+static inline int fashion_device(const char *prog, const fashion_opts *o, loom_device *dev) {
+  *dev = loom_cuda_device_count() > 0 ? loom_cuda(0) : loom_cpu();
+  if (o->device && !loom_device_parse(o->device, dev)) {
+    fprintf(stderr, "%s: --device: %s\n", prog, loom_last_error());
+    return 2;
+  }
+  if (dev->type == LOOM_CUDA && dev->index >= loom_cuda_device_count()) {
+    fprintf(stderr, "%s: --device %s: %d CUDA devices visible\n", prog, loom_device_name(*dev),
+            loom_cuda_device_count());
+    return 1;
+  }
+  return 0;
+}
+
+/* Normalised train (shuffled, the first --limit images) and test loaders on
+ * dev; 0, or 1 after a message naming the problem (a missing file, ...). */
+static inline int fashion_loaders(const char *prog, const fashion_opts *o, loom_device dev, loom_loader **train,
+                                  loom_loader **test) {
+  *train = *test = NULL;
+  loom_dataset *train_ds = loom_dataset_mnist(o->data, true);
+  loom_dataset *test_ds = train_ds ? loom_dataset_mnist(o->data, false) : NULL;
+  if (train_ds && test_ds && o->limit > 0) {
+    loom_dataset *sub = loom_dataset_subset(train_ds, 0, o->limit);
+    loom_dataset_free(train_ds);
+    train_ds = sub;
+  }
+  if (train_ds && test_ds) {
+    loom_loader_opts lo = {.batch_size = o->batch_size, .shuffle = true, .seed = (uint64_t)o->seed, .device = dev};
+    lo.transform = (loom_transform_opts){.norm_channels = 1, .mean = &FASHION_MEAN, .std = &FASHION_STD};
+    *train = loom_loader_new(train_ds, &lo);
+    lo.batch_size = 1000;
+    lo.shuffle = false;
+    *test = loom_loader_new(test_ds, &lo);
+  }
+  loom_dataset_free(train_ds); /* the loaders hold their own references */
+  loom_dataset_free(test_ds);
+  if (*train && *test) return 0;
+  fprintf(stderr, "%s: %s\n", prog, loom_last_error());
+  loom_loader_free(*train);
+  loom_loader_free(*test);
+  *train = *test = NULL;
+  return 1;
+}
+
+#endif
