@@ -438,3 +438,47 @@ TEST(DataLoader, CudaBatchesMatchTheCpu) {
   loom_dataset_free(ds);
   EXPECT_EQ(loom_live_tensors(), live);
 }
+
+// Uploads run on the copy stream ahead of a busy compute stream: whatever the
+// ring size, the batches equal the CPU's, and tensors kept while later batches
+// pass through the same slots stay intact (they are not the slots' buffers).
+TEST(DataLoader, CudaUploadsAheadOfBusyStreamStayCorrect) {
+  LOOM_REQUIRE_GPU();
+  int64_t live = loom_live_tensors();
+  loom_dataset *ds = ramp(70, 2, 16, 16);
+  loom_loader_opts o = opts(6, true, 5);
+  loom_loader *cpu = loom_loader_new(ds, &o);
+  ASSERT_NE(cpu, nullptr) << loom_last_error();
+  std::vector<Batch> want = epoch_batches(cpu);
+  ASSERT_EQ(want.size(), 12u);
+  for (int prefetch : {0, 1, 2, 4}) {
+    SCOPED_TRACE("prefetch " + std::to_string(prefetch));
+    ScopeGuard scope;
+    loom_tensor *a = loom_mul_scalar(loom_randn(LOOM_SHAPE(512, 512), LOOM_F32, loom_cuda(0)), 0.05);
+    ASSERT_NE(a, nullptr) << loom_last_error();
+    o.device = loom_cuda(0);
+    o.no_prefetch = prefetch == 0;
+    o.prefetch = prefetch;
+    loom_loader *gpu = loom_loader_new(ds, &o);
+    ASSERT_NE(gpu, nullptr) << loom_last_error();
+    std::vector<loom_tensor *> xs, ys;
+    loom_tensor *x, *y;
+    while (loom_loader_next(gpu, &x, &y)) {
+      loom_tensor *busy = a;   // keep the current stream busy while uploads run
+      for (int k = 0; k < 8; k++) busy = loom_tanh(loom_matmul(busy, a));
+      ASSERT_NE(busy, nullptr) << loom_last_error();
+      xs.push_back(x);
+      ys.push_back(y);
+    }
+    EXPECT_EQ(loom_last_status(), LOOM_OK) << loom_last_error();
+    ASSERT_EQ(xs.size(), want.size());
+    for (size_t b = 0; b < want.size(); b++) {
+      EXPECT_EQ(V(xs[b]), want[b].x) << "batch " << b;
+      EXPECT_EQ(V(ys[b]), want[b].y) << "batch " << b;
+    }
+    loom_loader_free(gpu);
+  }
+  loom_loader_free(cpu);
+  loom_dataset_free(ds);
+  EXPECT_EQ(loom_live_tensors(), live);
+}

@@ -149,6 +149,10 @@ TEST(Train, LearnsAndPrintsProgressLines) {
   EXPECT_THAT(text, HasSubstr("lr 0.02"));
   EXPECT_THAT(text, HasSubstr("samples/s  ETA "));
   EXPECT_THAT(text, HasSubstr("epoch 4/4  step 64/64"));
+  // Steps count within the epoch: every epoch logs at 10, 20, ... and its end.
+  EXPECT_THAT(text, HasSubstr("epoch 2/4  step 10/64  loss "));
+  EXPECT_THAT(text, HasSubstr("epoch 3/4  step 60/64  loss "));
+  EXPECT_THAT(text, HasSubstr("epoch 2/4  step 64/64  loss "));
 }
 
 // k steps, checkpoint, fresh objects, load, the rest == never stopping (CPU, bit for bit).
@@ -227,28 +231,37 @@ TEST(Train, NaNGradientIsNamed) {
   EXPECT_EQ(r.params(), before);
 }
 
+int signal_to_raise = SIGINT;
 int raise_at_3(loom_trainer *, int64_t step, double, void *) {
-  if (step == 3) raise(SIGINT);
+  if (step == 3) raise(signal_to_raise);
   return 0;
 }
 void user_handler(int) {}
 
-TEST(Train, SigintSavesACheckpointAndRestoresHandlers) {
+class Signal : public ::testing::TestWithParam<int> {};
+
+TEST_P(Signal, SavesACheckpointAndRestoresHandlers) {
+  signal_to_raise = GetParam();
   TempDir dir;
   struct sigaction mine = {}, after = {};
   mine.sa_handler = user_handler;
   sigemptyset(&mine.sa_mask);
   struct sigaction saved;
-  ASSERT_EQ(sigaction(SIGINT, &mine, &saved), 0);
+  ASSERT_EQ(sigaction(signal_to_raise, &mine, &saved), 0);
+  FILE *log = tmpfile();
+  ASSERT_NE(log, nullptr);
   loom_trainer_opts o = quiet_opts();
+  o.quiet = false;
+  o.log_every = -1;
+  o.log = log;
   o.on_step = raise_at_3;
   std::string d = dir.path.string();
   o.checkpoint_dir = d.c_str();
   TrainRun r(1, 40, o);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(loom_trainer_fit(r.trainer), LOOM_TRAIN_INTERRUPTED) << loom_last_error();
-  sigaction(SIGINT, nullptr, &after);
-  sigaction(SIGINT, &saved, nullptr);
+  sigaction(signal_to_raise, nullptr, &after);
+  sigaction(signal_to_raise, &saved, nullptr);
   EXPECT_EQ(after.sa_handler, user_handler);
   EXPECT_EQ(loom_trainer_stats(r.trainer).step, 3);
   std::string expect = (dir.path / "ckpt-00000003.safetensors").string();
@@ -257,7 +270,16 @@ TEST(Train, SigintSavesACheckpointAndRestoresHandlers) {
   ASSERT_GT(loom_checkpoint_check(expect.c_str(), &meta), 0) << loom_last_error();
   EXPECT_EQ(meta.step, 3);
   EXPECT_STREQ(meta.optimizer, "Adam");
+  std::string text = read_all(log);
+  fclose(log);
+  EXPECT_THAT(text, HasSubstr(signal_to_raise == SIGTERM ? "SIGTERM received: stopping at step 3"
+                                                         : "SIGINT received: stopping at step 3"));
 }
+
+INSTANTIATE_TEST_SUITE_P(Train, Signal, ::testing::Values(SIGINT, SIGTERM),
+                         [](const ::testing::TestParamInfo<int> &i) {
+                           return std::string(i.param == SIGTERM ? "SIGTERM" : "SIGINT");
+                         });
 
 TEST(Train, CheckpointsEveryNStepsKeepTheLastTwo) {
   TempDir dir;

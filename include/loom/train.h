@@ -36,7 +36,7 @@ typedef int (*loom_step_fn)(loom_trainer *t, int64_t step, double loss, void *us
 typedef struct loom_trainer_opts {
   int epochs;                    /* 0 = 1 */
   int64_t max_steps;             /* > 0: stop after this many steps in all (resumed steps count) */
-  int log_every;                 /* progress line every N steps; 0 = 50; < 0 = never */
+  int log_every;                 /* progress line every N steps of an epoch; 0 = 50; < 0 = never */
   FILE *log;                     /* NULL = stdout; '\r' in place on a terminal, lines otherwise */
   bool quiet;                    /* no progress output at all */
   int check_every;               /* NaN / Inf check of loss and gradients every N steps; 0 = 1, < 0 = never */

@@ -37,6 +37,15 @@ int cuda_versions(char *buf, size_t size);
 /* Pinned host memory from its own pool. */
 void *cuda_pinned_alloc(size_t nbytes);
 void cuda_pinned_free(void *p);
+/* Host -> device copy on the copy stream of device `index` that does NOT wait
+ * for the current stream, so it overlaps with queued compute work: dst must be
+ * device memory that no queued kernel uses (not a block the pool may hand out
+ * again), src pinned memory left unchanged until `done` passes. The copy
+ * first waits for `after` when given (an event of this device recorded
+ * earlier, or never recorded), and records `done` when given. Callable from
+ * any thread. */
+loom_status cuda_upload_async(int index, void *dst, const void *src, size_t nbytes, loom_event *after,
+                              loom_event *done);
 
 /* Also implemented by the backend (declared in loom/runtime.h):
  * loom_cuda_device_info, loom_stream_*, loom_event_*, loom_current_stream,

@@ -67,6 +67,21 @@ void *cuda_copy_stream(int index) {
   return s;
 }
 
+loom_status cuda_upload_async(int index, void *dst, const void *src, size_t nbytes, loom_event *after,
+                              loom_event *done) {
+  loom_status st = cuda_check_device(index);
+  if (!st) st = cuda_set_device(index);
+  if (st) return st;
+  if ((after && after->dev.index != index) || (done && done->dev.index != index))
+    return core_set_error(LOOM_ERR_INVALID, "cuda_upload_async: an event belongs to cuda:%d, the copy to cuda:%d",
+                          after && after->dev.index != index ? after->dev.index : done->dev.index, index);
+  cudaStream_t copy = (cudaStream_t)cuda_copy_stream(index);
+  if (!copy) return loom_last_status();
+  if (after && (st = CUDA_CHECK(cudaStreamWaitEvent(copy, after->event, 0)))) return st;
+  if (nbytes && (st = CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, copy)))) return st;
+  return done ? CUDA_CHECK(cudaEventRecord(done->event, copy)) : LOOM_OK;
+}
+
 loom_stream *loom_current_stream(loom_device dev) {
   if (dev.type != LOOM_CUDA || dev.index < 0 || dev.index >= CUDA_MAX_DEVICES) return NULL;
   return current[dev.index];

@@ -2,6 +2,15 @@
  * a worker thread that fills a ring of host staging slots ahead of the
  * consumer, and the copy to the target device.
  *
+ * To a GPU, each slot also owns a device buffer. Once the worker has filled
+ * the slot's pinned memory it starts the upload on the device's copy stream,
+ * which does not wait for the compute stream, so batch b+1 crosses the bus
+ * while batch b trains. next() makes the caller's stream wait for the upload
+ * and copies device to device into a fresh tensor from the pool (the tensor
+ * lives as long as the caller wants; the slot's buffer is reused). Events:
+ * `uploaded` (copy stream: the pinned memory may be refilled, the buffer
+ * read) and `consumed` (compute stream: the buffer may be overwritten).
+ *
  * Batches are a pure function of (seed, epoch, batch index): the worker only
  * decides *when* a batch is built, never what is in it. That is what makes
  * prefetch and no prefetch agree, and seek() exact. */
@@ -22,8 +31,9 @@ typedef struct slot {
   int state;
   loom_status status;       /* error met while filling (worker thread) */
   char msg[1024];
-  loom_event *copied;       /* CUDA: passes once the device copy has read x, y */
-  bool copy_pending;
+  void *dx, *dy;            /* CUDA: the slot's device buffers */
+  loom_event *uploaded, *consumed;
+  bool upload_pending;      /* uploaded recorded and not yet waited for by fill() */
 } slot;
 
 struct loom_loader {
@@ -70,14 +80,14 @@ static void fill(loom_loader *l, slot *s, int64_t b) {
   s->status = LOOM_OK;
   s->batch = b;
   s->count = 0;
-  /* The previous copy out of this slot may still be reading it. */
-  if (s->copy_pending) {
-    loom_status st = loom_event_synchronize(s->copied);
+  /* The previous upload out of this slot may still be reading it. */
+  if (s->upload_pending) {
+    loom_status st = loom_event_synchronize(s->uploaded);
     if (st) {
       record_failure(l, s, b, st);
       return;
     }
-    s->copy_pending = false;
+    s->upload_pending = false;
   }
   int64_t count = l->per_rank - b * l->o.batch_size;
   if (count > l->o.batch_size) count = l->o.batch_size;
@@ -111,6 +121,18 @@ static void fill(loom_loader *l, slot *s, int64_t b) {
       }
     }
     if (failed) return;
+  }
+  if (l->cuda) {
+    /* The device buffer is free once the caller's stream has copied the
+     * previous batch out of it (consumed). */
+    int dev = l->o.device.index;
+    loom_status st = cuda_upload_async(dev, s->dx, s->x, (size_t)count * l->xbytes, s->consumed, NULL);
+    if (!st) st = cuda_upload_async(dev, s->dy, s->y, (size_t)count * l->ybytes, NULL, s->uploaded);
+    if (st) {
+      record_failure(l, s, b, st);
+      return;
+    }
+    s->upload_pending = true;
   }
   s->count = count;
 }
@@ -204,9 +226,13 @@ void loom_loader_free(loom_loader *l) {
   stop_worker(l);
   for (int k = 0; l->slots && k < l->nslots; k++) {
     slot *s = &l->slots[k];
-    /* Pinned memory goes back to its pool only after the GPU has read it. */
-    if (s->copy_pending) loom_event_synchronize(s->copied);
-    loom_event_destroy(s->copied);
+    /* Memory goes back to its pools only after the GPU is done with it. */
+    if (s->uploaded) loom_event_synchronize(s->uploaded);
+    if (s->consumed) loom_event_synchronize(s->consumed);
+    loom_event_destroy(s->uploaded);
+    loom_event_destroy(s->consumed);
+    if (s->dx) cuda_free(l->o.device.index, s->dx);
+    if (s->dy) cuda_free(l->o.device.index, s->dy);
     stage_free(l, s->x);
     stage_free(l, s->y);
   }
@@ -275,9 +301,20 @@ loom_loader *loom_loader_new(loom_dataset *ds, const loom_loader_opts *opts) {
     s->x = stage_alloc(l, (size_t)per_batch * l->xbytes);
     s->y = stage_alloc(l, (size_t)per_batch * l->ybytes);
     ok = s->x && s->y;
-    if (ok && l->cuda && !(s->copied = loom_event_create(o.device))) {
-      loom_loader_free(l);
-      return NULL;
+    if (ok && l->cuda) {
+      s->dx = cuda_alloc(o.device.index, (size_t)per_batch * l->xbytes + 1);
+      s->dy = cuda_alloc(o.device.index, (size_t)per_batch * l->ybytes + 1);
+      s->uploaded = s->dx && s->dy ? loom_event_create(o.device) : NULL;
+      s->consumed = s->uploaded ? loom_event_create(o.device) : NULL;
+      if (!s->consumed) {   /* the pool or the event said why */
+        char why[768];
+        snprintf(why, sizeof why, "%s", loom_last_error());
+        loom_status st = loom_last_status() ? loom_last_status() : LOOM_ERR_OOM;
+        loom_loader_free(l);
+        core_set_error(st, "loader: no device staging for %lld samples on %s: %s", (long long)per_batch,
+                       loom_device_name(o.device), why);
+        return NULL;
+      }
     }
   }
   if (!ok) {
@@ -331,16 +368,24 @@ bool loom_loader_next(loom_loader *l, loom_tensor **x, loom_tensor **y) {
   loom_shape xs = {l->xshape.ndim + 1, {s->count}}, ys = {l->yshape.ndim + 1, {s->count}};
   for (int k = 0; k < l->xshape.ndim; k++) xs.d[k + 1] = l->xshape.d[k];
   for (int k = 0; k < l->yshape.ndim; k++) ys.d[k + 1] = l->yshape.d[k];
-  /* To CUDA from pinned memory this is an asynchronous copy on the copy
-   * stream, ordered before later work on the current stream. */
   loom_scope_begin();   /* on failure the tensors made here go with it */
-  loom_tensor *bx = loom_from_host(s->x, xs, l->ds->sample_dtype, l->o.device);
-  loom_tensor *by = bx ? loom_from_host(s->y, ys, l->ds->label_dtype, l->o.device) : NULL;
-  loom_status st = by ? LOOM_OK : loom_last_status();
-  if (!st && l->cuda) {
-    /* The slot may be refilled once the current stream has passed the copies. */
-    st = loom_event_record(s->copied, NULL);
-    s->copy_pending = !st;
+  loom_tensor *bx, *by;
+  loom_status st;
+  if (l->cuda) {
+    /* The upload is on the copy stream: the caller's stream waits for it,
+     * copies the batch out of the slot's buffers and marks them consumed. */
+    loom_device dev = l->o.device;
+    st = loom_stream_wait_event(NULL, s->uploaded);
+    bx = st ? NULL : loom_empty(xs, l->ds->sample_dtype, dev);
+    by = bx ? loom_empty(ys, l->ds->label_dtype, dev) : NULL;
+    st = by ? LOOM_OK : loom_last_status() ? loom_last_status() : LOOM_ERR_INTERNAL;
+    if (!st) st = cuda_memcpy(loom_data_ptr(bx), dev, s->dx, dev, (size_t)s->count * l->xbytes);
+    if (!st) st = cuda_memcpy(loom_data_ptr(by), dev, s->dy, dev, (size_t)s->count * l->ybytes);
+    if (!st) st = loom_event_record(s->consumed, NULL);
+  } else {
+    bx = loom_from_host(s->x, xs, l->ds->sample_dtype, l->o.device);
+    by = bx ? loom_from_host(s->y, ys, l->ds->label_dtype, l->o.device) : NULL;
+    st = by ? LOOM_OK : loom_last_status();
   }
   if (!st) {
     loom_keep(bx);

@@ -52,6 +52,11 @@ void *cuda_pinned_alloc(size_t nbytes) {
 
 void cuda_pinned_free(void *p) {}
 
+loom_status cuda_upload_async(int index, void *dst, const void *src, size_t nbytes, loom_event *after,
+                              loom_event *done) {
+  return cuda_check_device(index);
+}
+
 /* ---- public functions of loom/runtime.h ---- */
 
 int loom_cuda_device_info(int index, loom_device_info *out) { return cuda_check_device(index); }

@@ -306,7 +306,8 @@ static loom_train_status epoch_steps(loom_trainer *t) {
     if (stop) return LOOM_TRAIN_STOPPED;
     if (t->dir && t->o.checkpoint_every > 0 && t->step % t->o.checkpoint_every == 0 && loom_trainer_save(t, NULL))
       return LOOM_TRAIN_FAILED;
-    if (t->o.log_every > 0 && t->step % t->o.log_every == 0) print_progress(t, false);
+    /* Counted within the epoch, so every epoch logs at the same steps. */
+    if (t->o.log_every > 0 && loom_loader_position(t->loader).batch % t->o.log_every == 0) print_progress(t, false);
   }
   return LOOM_TRAIN_DONE;
 }
@@ -326,7 +327,8 @@ loom_train_status loom_train_epoch(loom_trainer *t) {
   if (s == LOOM_TRAIN_DONE && !finished) t->positioned = true;   /* max_steps mid-epoch */
   if (finished) {
     bool tty = isatty(fileno(t->o.log));
-    if (tty || t->o.log_every <= 0 || t->step % t->o.log_every != 0) print_progress(t, true);
+    int64_t batch = loom_loader_position(t->loader).batch;
+    if (tty || t->o.log_every <= 0 || batch % t->o.log_every != 0) print_progress(t, true);
     if (t->sched && t->o.sched_per_epoch && loom_scheduler_step(t->sched) != 0) s = LOOM_TRAIN_FAILED;
     t->epoch++;
     if (s == LOOM_TRAIN_DONE && t->o.eval_loader) {
