@@ -19,16 +19,27 @@ loom_tensor *loom_loss_cross_entropy(loom_module *model, loom_tensor *x, loom_te
   return loom_cross_entropy(out, y, NULL);
 }
 
-double train_count_correct(const loom_tensor *logits, const loom_tensor *y) {
-  if (!logits || !y || loom_ndim(logits) != 2 || loom_ndim(y) != 1 || loom_size(y, 0) != loom_size(logits, 0) ||
-      loom_dtype_is_float(loom_dtype_of(y)))
-    return -1;
+double train_read_loss(const loom_tensor *loss, const loom_tensor *logits, const loom_tensor *y, double *correct) {
+  *correct = -1;
+  if (!loss) return NAN;   /* whoever failed said why */
+  bool count = logits && y && loom_ndim(logits) == 2 && loom_ndim(y) == 1 && loom_size(y, 0) == loom_size(logits, 0) &&
+               !loom_dtype_is_float(loom_dtype_of(y));
+  double out[2] = {NAN, -1};
   loom_no_grad_begin();
-  loom_tensor *pred = loom_argmax(logits, 1, false);
-  loom_tensor *hits = loom_eq(pred, loom_dtype_of(y) == LOOM_I64 ? y : loom_to_dtype(y, LOOM_I64));
-  double n = loom_item(loom_sum(loom_to_dtype(hits, LOOM_F32), NULL, 0, false));
+  loom_scope_begin();
+  loom_tensor *parts[2] = {loom_to_dtype(loom_reshape(loss, LOOM_SHAPE(1)), LOOM_F64), NULL};
+  if (count) {
+    loom_tensor *pred = loom_argmax(logits, 1, false);
+    loom_tensor *hits = loom_eq(pred, loom_dtype_of(y) == LOOM_I64 ? y : loom_to_dtype(y, LOOM_I64));
+    parts[1] = loom_reshape(loom_sum(loom_to_dtype(hits, LOOM_F64), NULL, 0, false), LOOM_SHAPE(1));
+  }
+  loom_tensor *both = loom_cat(parts, count ? 2 : 1, 0);
+  if (both && loom_to_host(both, out, (size_t)(count ? 2 : 1) * sizeof(double)) != LOOM_OK) out[0] = NAN, out[1] = -1;
+  if (!both) out[0] = NAN;
+  loom_scope_end();
   loom_no_grad_end();
-  return isnan(n) ? -1 : n;
+  *correct = out[1];
+  return out[0];
 }
 
 int loom_evaluate_fn(loom_module *model, loom_loader *loader, loom_loss_fn fn, void *user, double *loss,
@@ -53,9 +64,9 @@ int loom_evaluate_fn(loom_module *model, loom_loader *loader, loom_loss_fn fn, v
     }
     int64_t b = loom_size(x, 0);
     loom_clear_error();
-    double l = loom_item(fn(model, x, y, &logits, user));
+    loom_tensor *batch_loss = fn(model, x, y, &logits, user);
+    double c, l = train_read_loss(batch_loss, logits, y, &c);
     if (isnan(l) && loom_last_status() != LOOM_OK) st = loom_last_status();
-    double c = logits ? train_count_correct(logits, y) : -1;
     loom_scope_end();
     if (st) break;
     loss_sum += l * (double)b;

@@ -238,11 +238,11 @@ static step_result one_step(loom_trainer *t) {
                                 loom_shape_str(loom_shape_of(loss)));
   loom_tensor *root = loss && t->o.scaler ? loom_grad_scaler_scale(t->o.scaler, loss) : loss;
   int st = root ? loom_backward(root, NULL, false) : (int)loom_last_status();
-  double lv = st ? NAN : loom_item(loss);
+  double c = -1, lv = st ? NAN : train_read_loss(loss, logits, y, &c);
+  if (!st && isnan(lv) && loom_last_status() != LOOM_OK) st = loom_last_status();   /* the read failed */
   step_result r = st ? STEP_FAIL : STEP_OK;
   bool check = t->o.check_every > 0 && (t->step + 1) % t->o.check_every == 0;
   if (!st && (check || !isfinite(lv))) r = nonfinite_stop(t, lv);
-  double c = r == STEP_OK && logits ? train_count_correct(logits, y) : -1;
   if (r == STEP_OK) {
     bool skipped = false;
     st = t->o.scaler ? loom_grad_scaler_step(t->o.scaler, t->opt, &skipped) : loom_optimizer_step(t->opt);
