@@ -1,5 +1,5 @@
 /* Shared by the small Fashion-MNIST examples (mlp.c, bn_cnn.c): their common
- * flags, device choice and the train / test loaders. Header-only, because each
+ * flags, device choice, the train / test loaders and the epoch loop. Header-only, because each
  * file in examples/ is its own program. */
 #ifndef LOOM_EXAMPLES_FASHION_COMMON_H
 #define LOOM_EXAMPLES_FASHION_COMMON_H
@@ -129,6 +129,29 @@ static inline int fashion_loaders(const char *prog, const fashion_opts *o, loom_
   loom_loader_free(*test);
   *train = *test = NULL;
   return 1;
+}
+
+/* One epoch by hand (the loop loom_trainer runs for you): forward,
+ * cross-entropy, zero_grad, backward, step. *mean_loss is the epoch's mean
+ * loss; 0, or -1 with loom_last_error() saying why. */
+static inline int fashion_train_epoch(loom_module *net, loom_optimizer *opt, loom_loader *loader, long epoch,
+                                      double *mean_loss) {
+  double loss_sum = 0;
+  loom_tensor *x, *y;
+  if (loom_loader_start_epoch(loader, epoch - 1)) return -1;
+  for (;;) {
+    loom_scope_begin();
+    if (!loom_loader_next(loader, &x, &y)) { loom_scope_end(); break; }
+    loom_tensor *loss = loom_cross_entropy(loom_forward(net, x), y, NULL);
+    loom_optimizer_zero_grad(opt);
+    bool ok = loss && !loom_backward(loss, NULL, false) && !loom_optimizer_step(opt);
+    if (ok) loss_sum += loom_item(loss) * (double)loom_size(x, 0);
+    loom_scope_end();
+    if (!ok) return -1;
+  }
+  if (loom_last_status() != LOOM_OK) return -1;
+  *mean_loss = loss_sum / (double)loom_loader_num_samples(loader);
+  return 0;
 }
 
 #endif

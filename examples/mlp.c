@@ -29,22 +29,10 @@ int main(int argc, char **argv) {
          (long long)loom_module_num_params(net, false), o.lr, o.batch_size, o.epochs);
   double t_start = fashion_now();
   for (long epoch = 1; epoch <= o.epochs; epoch++) {
-    double t0 = fashion_now(), loss_sum = 0;
-    loom_tensor *x, *y;
-    if (loom_loader_start_epoch(train_loader, epoch - 1)) goto done;
-    for (;;) {
-      loom_scope_begin();
-      if (!loom_loader_next(train_loader, &x, &y)) { loom_scope_end(); break; }
-      loom_tensor *loss = loom_cross_entropy(loom_forward(net, x), y, NULL);
-      loom_optimizer_zero_grad(opt);
-      bool ok = loss && !loom_backward(loss, NULL, false) && !loom_optimizer_step(opt);
-      if (ok) loss_sum += loom_item(loss) * (double)loom_size(x, 0);
-      loom_scope_end();
-      if (!ok) goto done;
-    }
-    if (loom_last_status() != LOOM_OK) goto done;
+    double t0 = fashion_now(), loss;
+    if (fashion_train_epoch(net, opt, train_loader, epoch, &loss)) goto done;
     double n = (double)loom_loader_num_samples(train_loader), secs = fashion_now() - t0;
-    printf("epoch %ld/%ld  loss %.4f  %.0f samples/s  (%.1f s)\n", epoch, o.epochs, loss_sum / n, n / secs, secs);
+    printf("epoch %ld/%ld  loss %.4f  %.0f samples/s  (%.1f s)\n", epoch, o.epochs, loss, n / secs, secs);
     fflush(stdout);
   }
   double acc;
