@@ -3,54 +3,22 @@
  *   loom-summary --list
  * --input is one sample's shape (without the batch); each model has a default.
  * Counts (MACs, FLOPs, sizes) are for the whole batch.
+ *   [--classes N] [--stem imagenet|cifar] [--width-mult X]
+ * Any model of the zoo (loom/models.h); --input is one sample's shape (without
+ * the batch), defaulting to the model's. Counts (MACs, FLOPs, sizes) are for the
+ * whole batch.
  * Exit status: 0 on success, 1 when the model fails to build or run, 2 on bad
- * arguments (unknown model included). The model zoo (src/models) is a later
- * issue: until then the registry below builds the networks itself. */
+ * arguments (unknown model included). */
 #include <loom/loom.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct model_entry {
-  const char *name;
-  const char *description;
-  const char *input;          /* default per-sample input shape */
-  loom_module *(*build)(void);
-} model_entry;
-
-/* The seed network: Linear 3->3, Sigmoid, Linear 3->2, ReLU, Linear 2->2, Softmax(dim=1). */
-static loom_module *build_seed(void) {
-  return LOOM_SEQUENTIAL(loom_nn_linear(3, 3, NULL), loom_nn_sigmoid(), loom_nn_linear(3, 2, NULL), loom_nn_relu(),
-                         loom_nn_linear(2, 2, NULL), loom_nn_softmax(1));
-}
-
-/* MLP 784-256-10 on 28x28 images. */
-static loom_module *build_mlp(void) {
-  return LOOM_SEQUENTIAL(loom_nn_flatten(1, -1), loom_nn_linear(784, 256, NULL), loom_nn_relu(),
-                         loom_nn_linear(256, 10, NULL));
-}
-
-/* The seed CNN of SPEC section 4 for 1x28x28 input. */
-static loom_module *build_seed_cnn(void) {
-  return LOOM_SEQUENTIAL(loom_nn_conv2d(1, 32, 3, 3, NULL), loom_nn_relu(), loom_nn_max_pool2d(2, 2, NULL),
-                         loom_nn_conv2d(32, 64, 3, 3, NULL), loom_nn_relu(), loom_nn_max_pool2d(2, 2, NULL),
-                         loom_nn_flatten(1, -1), loom_nn_linear(64 * 5 * 5, 128, NULL), loom_nn_relu(),
-                         loom_nn_linear(128, 10, NULL));
-}
-
-static const model_entry models[] = {
-    {"seed", "Linear 3-3, Sigmoid, Linear 3-2, ReLU, Linear 2-2, Softmax", "3", build_seed},
-    {"mlp", "Flatten, Linear 784-256, ReLU, Linear 256-10", "1,28,28", build_mlp},
-    {"seed_cnn", "Conv 1-32 k3, ReLU, MaxPool 2, Conv 32-64 k3, ReLU, MaxPool 2, Flatten, Linear 1600-128, ReLU, "
-                 "Linear 128-10",
-     "1,28,28", build_seed_cnn},
-};
-#define N_MODELS (int)(sizeof models / sizeof models[0])
-
 static void usage(FILE *f) {
   fprintf(f,
           "usage: loom-summary --model NAME [--input 1,28,28] [--batch N] [--device cpu|cuda[:N]] [--dtype f32]\n"
+          "                    [--classes N] [--stem imagenet|cifar] [--width-mult X]\n"
           "       loom-summary --list\n"
           "--input is one sample's shape (without the batch dimension); counts are for the whole batch.\n");
 }
@@ -78,6 +46,13 @@ static bool parse_shape(const char *text, loom_shape *s, int64_t batch) {
   return s->ndim > 1;
 }
 
+/* The model's default per-sample input as "3,224,224". */
+static void default_input(const loom_model_info *info, char *buf, size_t size) {
+  if (info->input[1]) snprintf(buf, size, "%lld,%lld,%lld", (long long)info->input[0], (long long)info->input[1],
+                               (long long)info->input[2]);
+  else snprintf(buf, size, "%lld", (long long)info->input[0]);
+}
+
 static bool parse_dtype(const char *text, loom_dtype *dt) {
   for (int i = 0; i < LOOM_DTYPE_COUNT; i++)
     if (!strcmp(text, loom_dtype_name((loom_dtype)i))) {
@@ -90,12 +65,17 @@ static bool parse_dtype(const char *text, loom_dtype *dt) {
 int main(int argc, char **argv) {
   const char *model = NULL, *input = NULL, *device = "cpu", *dtype = "f32";
   long long batch = 1;
+  loom_model_opts opts = {0};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     bool has_value = i + 1 < argc;
     if (!strcmp(a, "--list")) {
-      for (int k = 0; k < N_MODELS; k++)
-        printf("%-10s input %-9s %s\n", models[k].name, models[k].input, models[k].description);
+      for (const char *const *n = loom_model_names(); *n; n++) {
+        const loom_model_info *info = loom_model_find(*n);
+        char in[64];
+        default_input(info, in, sizeof in);
+        printf("%-18s input %-9s %s\n", info->name, in, info->description);
+      }
       return 0;
     } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       usage(stdout);
@@ -108,6 +88,28 @@ int main(int argc, char **argv) {
       device = argv[++i];
     } else if (!strcmp(a, "--dtype") && has_value) {
       dtype = argv[++i];
+    } else if (!strcmp(a, "--stem") && has_value) {
+      const char *v = argv[++i];
+      if (!strcmp(v, "imagenet")) opts.stem = LOOM_STEM_IMAGENET;
+      else if (!strcmp(v, "cifar")) opts.stem = LOOM_STEM_CIFAR;
+      else {
+        fprintf(stderr, "loom-summary: --stem must be imagenet or cifar, got '%s'\n", v);
+        return 2;
+      }
+    } else if (!strcmp(a, "--classes") && has_value) {
+      char *end;
+      opts.num_classes = strtoll(argv[++i], &end, 10);
+      if (*end || opts.num_classes < 1) {
+        fprintf(stderr, "loom-summary: --classes needs a positive integer, got '%s'\n", argv[i]);
+        return 2;
+      }
+    } else if (!strcmp(a, "--width-mult") && has_value) {
+      char *end;
+      opts.width_mult = strtod(argv[++i], &end);
+      if (*end || !(opts.width_mult > 0)) {
+        fprintf(stderr, "loom-summary: --width-mult needs a positive number, got '%s'\n", argv[i]);
+        return 2;
+      }
     } else if (!strcmp(a, "--batch") && has_value) {
       char *end;
       batch = strtoll(argv[++i], &end, 10);
@@ -126,19 +128,17 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  const model_entry *e = NULL;
-  for (int k = 0; k < N_MODELS; k++)
-    if (!strcmp(models[k].name, model)) e = &models[k];
+  const loom_model_info *e = loom_model_find(model);
   if (!e) {
-    fprintf(stderr, "loom-summary: unknown model '%s'; known models:", model);
-    for (int k = 0; k < N_MODELS; k++) fprintf(stderr, " %s", models[k].name);
-    fprintf(stderr, "\n");
+    fprintf(stderr, "loom-summary: %s\n", loom_last_error());
     return 2;
   }
+  char dflt[64];
+  default_input(e, dflt, sizeof dflt);
   loom_shape shape;
-  if (!parse_shape(input ? input : e->input, &shape, batch)) {
+  if (!parse_shape(input ? input : dflt, &shape, batch)) {
     fprintf(stderr, "loom-summary: --input needs positive sizes separated by commas (at most %d), got '%s'\n",
-            LOOM_MAX_DIMS - 1, input ? input : e->input);
+            LOOM_MAX_DIMS - 1, input ? input : dflt);
     return 2;
   }
   loom_device dev;
@@ -152,7 +152,7 @@ int main(int argc, char **argv) {
     return 2;
   }
 
-  loom_module *m = e->build();
+  loom_module *m = loom_model_create(e->name, &opts);
   int status = 1;
   if (!m) {
     fprintf(stderr, "loom-summary: cannot build %s: %s\n", e->name, loom_last_error());

@@ -16,5 +16,6 @@
 #include "loom/optim.h"
 #include "loom/data.h"
 #include "loom/train.h"
+#include "loom/models.h"
 
 #endif

@@ -1,4 +1,4 @@
-/* Parameter-free activation modules: ReLU, LeakyReLU, ELU, GELU, SiLU,
+/* Parameter-free activation modules: ReLU, ReLU6, LeakyReLU, ELU, GELU, SiLU,
  * Sigmoid, Tanh, Softmax, LogSoftmax. Each forward calls its functional op;
  * MACs are 0 (elementwise). */
 #include <math.h>
@@ -50,6 +50,7 @@ loom_module *nn_new_with_config(const loom_module_kind *kind, const void *config
   }
 
 SIMPLE_FORWARD(relu_forward, loom_relu(x))
+SIMPLE_FORWARD(relu6_forward, loom_clamp(x, 0, 6))
 SIMPLE_FORWARD(sigmoid_forward, loom_sigmoid(x))
 SIMPLE_FORWARD(tanh_forward, loom_tanh(x))
 SIMPLE_FORWARD(silu_forward, loom_silu(x))
@@ -61,6 +62,7 @@ SIMPLE_FORWARD(log_softmax_forward, loom_log_softmax(x, ((const loom_softmax_con
 
 #define KIND(var, type_name, fwd) static const loom_module_kind var = {type_name, fwd, NULL, NULL, NULL};
 KIND(relu_kind, "ReLU", relu_forward)
+KIND(relu6_kind, "ReLU6", relu6_forward)
 KIND(sigmoid_kind, "Sigmoid", sigmoid_forward)
 KIND(tanh_kind, "Tanh", tanh_forward)
 KIND(silu_kind, "SiLU", silu_forward)
@@ -71,6 +73,7 @@ KIND(softmax_kind, "Softmax", softmax_forward)
 KIND(log_softmax_kind, "LogSoftmax", log_softmax_forward)
 
 loom_module *loom_nn_relu(void) { return nn_new_with_config(&relu_kind, NULL, 0); }
+loom_module *loom_nn_relu6(void) { return nn_new_with_config(&relu6_kind, NULL, 0); }
 loom_module *loom_nn_sigmoid(void) { return nn_new_with_config(&sigmoid_kind, NULL, 0); }
 loom_module *loom_nn_tanh(void) { return nn_new_with_config(&tanh_kind, NULL, 0); }
 loom_module *loom_nn_silu(void) { return nn_new_with_config(&silu_kind, NULL, 0); }
