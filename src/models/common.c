@@ -106,16 +106,17 @@ loom_model_opts model_opts(const loom_model_opts *opts, int64_t num_classes, int
 }
 
 bool model_opts_ok(const char *model, const loom_model_opts *o) {
-  if (o->num_classes < 1 || o->in_channels < 1) {
-    core_set_error(LOOM_ERR_INVALID, "%s: num_classes (%lld) and in_channels (%lld) must be >= 1", model,
-                   (long long)o->num_classes, (long long)o->in_channels);
+  if (o->num_classes < 1 || o->in_channels < 1 || o->hidden < 0 || o->groups < 0 || o->width_per_group < 0) {
+    core_set_error(LOOM_ERR_INVALID,
+                   "%s: num_classes (%lld) and in_channels (%lld) must be >= 1; hidden, groups, width_per_group >= 0",
+                   model, (long long)o->num_classes, (long long)o->in_channels);
     return false;
   }
   if (o->stem != LOOM_STEM_IMAGENET && o->stem != LOOM_STEM_CIFAR) {
     core_set_error(LOOM_ERR_INVALID, "%s: unknown stem %d", model, (int)o->stem);
     return false;
   }
-  if (o->set_dropout && !(o->dropout >= 0 && o->dropout <= 1)) {
+  if ((o->set_dropout || o->dropout) && !(o->dropout >= 0 && o->dropout <= 1)) {
     core_set_error(LOOM_ERR_INVALID, "%s: dropout %g is outside [0, 1]", model, o->dropout);
     return false;
   }

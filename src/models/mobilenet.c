@@ -14,11 +14,11 @@ static loom_tensor *inverted_forward(loom_module *m, loom_tensor *const *in, int
     return NULL;
   }
   const inverted_state *s = loom_module_state(m);
+  if (!s->residual) return model_run(m, "conv", in[0]);
+  loom_scope_begin();
   loom_tensor *y = model_run(m, "conv", in[0]);
-  if (!y) return NULL;
-  if (!s->residual) return y;
-  loom_tensor *out = loom_add(in[0], y);
-  loom_release(y);
+  loom_tensor *out = loom_keep(y ? loom_add(in[0], y) : NULL);
+  loom_scope_end();
   return out;
 }
 

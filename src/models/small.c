@@ -37,10 +37,6 @@ loom_module *loom_model_mlp(const loom_model_opts *opts) {
   loom_model_opts o = model_opts(opts, 10, 1);
   if (!model_opts_ok("MLP", &o)) return NULL;
   int64_t hidden = o.hidden ? o.hidden : 256;
-  if (hidden < 1) {
-    core_set_error(LOOM_ERR_INVALID, "MLP: hidden must be >= 1, got %lld", (long long)hidden);
-    return NULL;
-  }
   model_root cfg = {.name = "MLP", .in_channels = o.in_channels, .exact_hw = 28};
   return NUMBERED(&mlp_kind, &cfg, loom_nn_flatten(1, -1), loom_nn_linear(o.in_channels * 28 * 28, hidden, NULL),
                   loom_nn_relu(), loom_nn_linear(hidden, o.num_classes, NULL));
