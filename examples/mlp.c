@@ -16,8 +16,7 @@ int main(int argc, char **argv) {
   loom_loader *train_loader, *test_loader;
   if (fashion_loaders("mlp", &o, dev, &train_loader, &test_loader)) return 1;
   loom_manual_seed((uint64_t)o.seed);
-  loom_module *net = LOOM_SEQUENTIAL(loom_nn_flatten(1, -1), loom_nn_linear(784, 256, NULL), loom_nn_relu(),
-                                     loom_nn_linear(256, 10, NULL));
+  loom_module *net = loom_model_mlp(NULL); /* the zoo's MLP: Flatten, 784-256, ReLU, 256-10 */
   loom_optimizer *opt = NULL;
   rc = 1;
   if (!net || loom_module_to_device(net, dev)) goto done;

@@ -25,7 +25,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CLASSES 10
 #define LATENCY_RUNS 200
 static const float PIXEL_MEAN = 0.2860f, PIXEL_STD = 0.3530f; /* Fashion-MNIST training set */
 
@@ -108,15 +107,6 @@ static int parse_args(int argc, char **argv, options *o) {
   return 0;
 }
 
-/* conv 1->32 k3, ReLU, maxpool 2, conv 32->64 k3, ReLU, maxpool 2, flatten,
- * linear 1600->128, ReLU, linear 128->10 (PyTorch's default init). */
-static loom_module *seed_cnn(void) {
-  return LOOM_SEQUENTIAL(loom_nn_conv2d(1, 32, 3, 3, NULL), loom_nn_relu(), loom_nn_max_pool2d(2, 2, NULL),
-                         loom_nn_conv2d(32, 64, 3, 3, NULL), loom_nn_relu(), loom_nn_max_pool2d(2, 2, NULL),
-                         loom_nn_flatten(1, -1), loom_nn_linear(64 * 5 * 5, 128, NULL), loom_nn_relu(),
-                         loom_nn_linear(128, CLASSES, NULL));
-}
-
 /* One image through the model and back to the host as a class index; seconds. */
 static double infer_one(loom_module *net, const loom_tensor *x, int64_t *cls) {
   double t0 = now_s();
@@ -197,7 +187,7 @@ int main(int argc, char **argv) {
     train_ds = sub;
   }
   loom_manual_seed(o.seed);
-  loom_module *net = seed_cnn();
+  loom_module *net = loom_model_seed_cnn(NULL); /* the zoo's seed CNN (loom/models.h), PyTorch's default init */
   int rc = 1;
   loom_optimizer *opt = NULL;
   loom_loader *loader = NULL, *test_loader = NULL;

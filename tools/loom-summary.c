@@ -152,6 +152,7 @@ int main(int argc, char **argv) {
     return 2;
   }
 
+  if (e->input[1] && shape.ndim == 4) opts.in_channels = shape.d[1]; /* image models take --input's channels */
   loom_module *m = loom_model_create(e->name, &opts);
   int status = 1;
   if (!m) {
