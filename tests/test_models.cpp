@@ -168,7 +168,9 @@ TEST(ModelOptions, DropoutAndWidth) {
   ASSERT_NE(a.m, nullptr);
   auto *cfg = (const loom_dropout_config *)loom_module_state(loom_module_child(a.m, "classifier.0"));
   EXPECT_EQ(cfg->p, 0.0);
-  Model d(loom_model_vgg(11, false, nullptr));
+  loom_model_opts small = {};
+  small.stem = LOOM_STEM_CIFAR;  // a 512-input classifier: quicker to build
+  Model d(loom_model_vgg(11, false, &small));
   ASSERT_NE(d.m, nullptr);
   EXPECT_EQ(((const loom_dropout_config *)loom_module_state(loom_module_child(d.m, "classifier.2")))->p, 0.5);
   Model mb(loom_model_mobilenet_v2(nullptr));
@@ -218,7 +220,9 @@ TEST(ModelInput, WrongChannelsOrSizeIsAClearError) {
       << error();
   EXPECT_NE(error().find("CIFAR stem"), std::string::npos) << error();
 
-  Model v(loom_model_vgg(11, true, nullptr));
+  loom_model_opts cifar = {};
+  cifar.stem = LOOM_STEM_CIFAR;  // the same 32x32 minimum, quicker to build
+  Model v(loom_model_vgg(11, true, &cifar));
   ASSERT_NE(v.m, nullptr);
   EXPECT_EQ(loom_forward(v.m, loom_zeros(LOOM_SHAPE(1, 3, 28, 28), LOOM_F32, loom_cpu())), nullptr);
   EXPECT_NE(error().find("VGG-11-BN: input [1, 3, 28, 28] is too small"), std::string::npos) << error();
