@@ -11,12 +11,13 @@
 #include "op_cases_attention.h"
 #include "op_cases_loss.h"
 #include "op_cases_optim.h"
+#include "op_cases_sparse.h"
 
 namespace opcases {
 
 inline std::vector<OpCase> all_op_cases() {
   std::vector<OpCase> cs;
-  for (auto part : {creation_cases, unary_cases, binary_cases, other_cases, conv_cases, norm_cases, act_cases, rnn_cases, attention_cases, loss_cases, optim_cases})
+  for (auto part : {creation_cases, unary_cases, binary_cases, other_cases, conv_cases, norm_cases, act_cases, rnn_cases, attention_cases, loss_cases, optim_cases, sparse_cases})
     for (OpCase &c : part()) cs.push_back(c);
   return cs;
 }

@@ -7,7 +7,7 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 # Debian packages the build, the tests and the main job need.
 LOOM_PACKAGES=(cmake build-essential libopenblas-dev libopenblas-openmp-dev libcjson-dev zlib1g-dev libgtest-dev
-               dataset-fashion-mnist)
+               dataset-fashion-mnist wamerican wngerman witalian)
 
 # Installs the packages of LOOM_PACKAGES that are missing (apt-get update first).
 loom_install_deps() {

@@ -48,9 +48,9 @@ static bool parse_shape(const char *text, loom_shape *s, int64_t batch) {
 
 /* The model's default per-sample input as "3,224,224". */
 static void default_input(const loom_model_info *info, char *buf, size_t size) {
-  if (info->input[1]) snprintf(buf, size, "%lld,%lld,%lld", (long long)info->input[0], (long long)info->input[1],
-                               (long long)info->input[2]);
-  else snprintf(buf, size, "%lld", (long long)info->input[0]);
+  size_t len = 0;
+  for (int i = 0; i < 3 && info->input[i] && len < size; i++)
+    len += (size_t)snprintf(buf + len, size - len, "%s%lld", i ? "," : "", (long long)info->input[i]);
 }
 
 static bool parse_dtype(const char *text, loom_dtype *dt) {
@@ -152,15 +152,23 @@ int main(int argc, char **argv) {
     return 2;
   }
 
-  if (e->input[1] && shape.ndim == 4) opts.in_channels = shape.d[1]; /* image models take --input's channels */
+  if (e->kind == LOOM_INPUT_TENSOR && e->input[1] && shape.ndim == 4)
+    opts.in_channels = shape.d[1]; /* image models take --input's channels */
   loom_module *m = loom_model_create(e->name, &opts);
   int status = 1;
+  if (m && e->kind == LOOM_INPUT_GRAPH) {
+    /* Two inputs (node features and adjacency): no table, only the counts. */
+    printf("%s: %lld parameters (%lld trainable); loom-summary draws no graph, so no table or MACs\n", e->name,
+           (long long)loom_module_num_params(m, false), (long long)loom_module_num_params(m, true));
+    loom_module_free(m);
+    return 0;
+  }
   if (!m) {
     fprintf(stderr, "loom-summary: cannot build %s: %s\n", e->name, loom_last_error());
   } else if (loom_module_to_device(m, dev) || loom_module_to_dtype(m, dt)) {
     fprintf(stderr, "loom-summary: cannot move %s to %s %s: %s\n", e->name, loom_device_name(dev),
             loom_dtype_name(dt), loom_last_error());
-  } else if (loom_summary(m, shape, dt, dev, stdout)) {
+  } else if (loom_summary(m, shape, e->kind == LOOM_INPUT_TOKENS ? LOOM_I64 : dt, dev, stdout)) {
     fprintf(stderr, "loom-summary: %s\n", loom_last_error());
   } else {
     status = 0;

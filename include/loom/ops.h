@@ -95,6 +95,17 @@ loom_tensor *loom_bmm(const loom_tensor *a, const loom_tensor *b);
 loom_tensor *loom_addmm(const loom_tensor *input, const loom_tensor *m1, const loom_tensor *m2,
                         double beta, double alpha);
 
+/* ---- sparse (COO) ----
+ * A sparse matrix [rows, cols] in COO form: indices [2, nnz] LOOM_I64 (row
+ * indices, then column indices; any order, duplicates add up) and values
+ * [nnz] floating, on one device. An index outside the matrix is an error. */
+/* sparse @ dense [cols, k] -> dense [rows, k] (torch.sparse.mm). CPU kernel
+ * and cuSPARSE on CUDA; differentiable w.r.t. dense and values. */
+loom_tensor *loom_sparse_mm(const loom_tensor *indices, const loom_tensor *values, int64_t rows, int64_t cols,
+                            const loom_tensor *dense);
+/* The dense [rows, cols] matrix (duplicates summed); differentiable w.r.t. values. */
+loom_tensor *loom_sparse_to_dense(const loom_tensor *indices, const loom_tensor *values, int64_t rows, int64_t cols);
+
 #ifdef __cplusplus
 }
 #endif

@@ -66,5 +66,6 @@ void cpu_register_rnn(void);
 void cpu_register_attention(void);
 void cpu_register_loss(void);
 void cpu_register_optim(void);
+void cpu_register_sparse(void);
 
 #endif

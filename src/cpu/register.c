@@ -16,6 +16,7 @@ void cpu_register_kernels(void) {
   cpu_register_attention();
   cpu_register_loss();
   cpu_register_optim();
+  cpu_register_sparse();
 }
 
 loom_status cpu_need_contiguous(const char *op, loom_tensor *const *ts, int n) {

@@ -236,5 +236,6 @@ void cuda_register_rnn(void);
 void cuda_register_attention(void);
 void cuda_register_loss(void);
 void cuda_register_optim(void);
+void cuda_register_sparse(void);
 
 #endif

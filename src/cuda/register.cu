@@ -16,6 +16,7 @@ extern "C" void cuda_register_kernels(void) {
   cuda_register_attention();
   cuda_register_loss();
   cuda_register_optim();
+  cuda_register_sparse();
   for (loom_dtype dt : {LOOM_F32, LOOM_F64, LOOM_F16, LOOM_BF16})
     core_register(LOOM_CUDA, CORE_OP_matmul, dt, cuda_matmul);
 }
