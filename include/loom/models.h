@@ -220,12 +220,12 @@ double loom_cartpole_step(loom_cartpole *env, int action, float obs[4], bool *do
 typedef struct loom_dqn_opts {
   int64_t max_steps;        /* environment steps, 0 = 50000 */
   int64_t buffer_size;      /* replay buffer, 0 = 10000 */
-  int64_t batch_size;       /* 0 = 128 */
+  int64_t batch_size;       /* 0 = 64 */
   double gamma;             /* 0 = 0.99 */
   double lr;                /* Adam (AdamW amsgrad off), 0 = 1e-3 */
   double eps_start, eps_end;/* epsilon-greedy, 0 = 1.0 and 0.05 */
   int64_t eps_decay;        /* steps of exponential decay, 0 = 1000 */
-  double tau;               /* soft target update per step, 0 = 0.005 */
+  double tau;               /* soft target update per step, 0 = 0.01 */
   double grad_clip;         /* clamp every gradient to [-c, c], 0 = 100 */
   double solved;            /* stop when the mean of the last 100 episodes >= this, 0 = 195 */
   uint64_t seed;
