@@ -98,19 +98,23 @@ loom_tensor *loom_eye(int64_t n, int64_t m, loom_dtype dt, loom_device dev) {
 /* ---- random ---- */
 void core_rng_next(loom_device dev, uint64_t blocks, uint64_t *seed, uint64_t *offset);
 
-static loom_tensor *random_new(core_op op, const char *name, loom_shape s, loom_dtype dt, loom_device dev,
-                               double f0, double f1, int64_t lo, int64_t hi, uint64_t per_block) {
+int core_random_fill(loom_tensor *t, core_op op, double f0, double f1, int64_t lo, int64_t hi) {
+  uint64_t per_block = op == CORE_OP_normal ? 2 : 4;
+  uint64_t n = (uint64_t)core_numel(t), seed, offset;
+  core_rng_next(t->storage->device, (n + per_block - 1) / per_block, &seed, &offset);
+  core_kctx k = {op, 0, 1, {0}, {t}, {{(int64_t)seed, (int64_t)offset, lo, hi}, {f0, f1}}, NULL};
+  return core_launch(&k);
+}
+
+static loom_tensor *random_new(core_op op, loom_shape s, loom_dtype dt, loom_device dev, double f0, double f1,
+                               int64_t lo, int64_t hi) {
   loom_tensor *t = core_new(s, dt, dev);
   if (!t) return NULL;
-  uint64_t n = (uint64_t)core_numel(t), seed, offset;
-  core_rng_next(dev, (n + per_block - 1) / per_block, &seed, &offset);
-  core_kctx k = {op, 0, 1, {0}, {t}, {{(int64_t)seed, (int64_t)offset, lo, hi}, {f0, f1}}, NULL};
-  if (core_launch(&k) != LOOM_OK) {
+  if (core_random_fill(t, op, f0, f1, lo, hi) != LOOM_OK) {
     core_untrack(t);
     loom_release(t);
     return NULL;
   }
-  (void)name;
   return t;
 }
 
@@ -122,11 +126,11 @@ static bool need_float(const char *op, loom_dtype dt) {
 
 loom_tensor *loom_rand(loom_shape s, loom_dtype dt, loom_device dev) {
   if (!need_float("rand", dt)) return NULL;
-  return random_new(CORE_OP_uniform, "rand", s, dt, dev, 0, 1, 0, 0, 4);
+  return random_new(CORE_OP_uniform, s, dt, dev, 0, 1, 0, 0);
 }
 loom_tensor *loom_randn(loom_shape s, loom_dtype dt, loom_device dev) {
   if (!need_float("randn", dt)) return NULL;
-  return random_new(CORE_OP_normal, "randn", s, dt, dev, 0, 1, 0, 0, 2);
+  return random_new(CORE_OP_normal, s, dt, dev, 0, 1, 0, 0);
 }
 loom_tensor *loom_randint(int64_t low, int64_t high, loom_shape s, loom_dtype dt, loom_device dev) {
   if (dt != LOOM_I32 && dt != LOOM_I64 && dt != LOOM_U8) {
@@ -138,7 +142,7 @@ loom_tensor *loom_randint(int64_t low, int64_t high, loom_shape s, loom_dtype dt
                    (long long)low, (long long)high);
     return NULL;
   }
-  return random_new(CORE_OP_randint, "randint", s, dt, dev, 0, 0, low, high, 4);
+  return random_new(CORE_OP_randint, s, dt, dev, 0, 0, low, high);
 }
 
 /* ---- host transfers ---- */

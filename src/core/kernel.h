@@ -85,6 +85,11 @@ void cuda_register_kernels(void);  /* defined only when built with CUDA */
  * output), filling in k->stream. Missing kernels are a clear error. */
 loom_status core_launch(core_kctx *k);
 
+/* Fills contiguous t in place with op's Philox mapping (uniform: f0 = low,
+ * f1 = high; normal: f0 = mean, f1 = std; randint: [lo, hi)), advancing the
+ * generator of t's device. Defined in creation.c. */
+int core_random_fill(loom_tensor *t, core_op op, double f0, double f1, int64_t lo, int64_t hi);
+
 #ifdef __cplusplus
 }
 #endif

@@ -11,6 +11,7 @@
 #include "loom/nn_init.h"
 #include "loom/ops.h"
 #include "loom/autograd.h"
+#include "core/kernel.h"
 #include "core/tensor_impl.h"
 
 /* Common checks: non-NULL, floating dtype (random fills need one). */
@@ -24,17 +25,18 @@ static int check_tensor(const char *op, const loom_tensor *t, bool need_float) {
 
 static loom_dtype work_dtype(const loom_tensor *t) { return t->dtype == LOOM_F64 ? LOOM_F64 : LOOM_F32; }
 
-/* t = lo + u * (hi - lo) (uniform) or t = lo + z * hi (normal; lo = mean, hi = std). */
+/* t = lo + u * (hi - lo) (uniform) or t = lo + z * hi (normal; lo = mean, hi = std).
+ * A contiguous tensor of the working dtype is drawn into directly; others
+ * through a temporary. */
 static int draw(loom_tensor *t, bool normal, double lo, double hi) {
   if (core_numel(t) == 0) return LOOM_OK;
-  loom_device dev = t->storage->device;
+  core_op op = normal ? CORE_OP_normal : CORE_OP_uniform;
+  if (core_is_contiguous(t) && t->dtype == work_dtype(t)) return core_random_fill(t, op, lo, hi, 0, 0);
   loom_no_grad_begin();
   loom_scope_begin();
-  loom_tensor *r = normal ? loom_randn(t->shape, work_dtype(t), dev) : loom_rand(t->shape, work_dtype(t), dev);
-  double scale = normal ? hi : hi - lo;
-  if (r && scale != 1.0) r = loom_mul_scalar(r, scale);
-  if (r && lo != 0.0) r = loom_add_scalar(r, lo);
-  int st = r ? loom_copy_(t, r) : (int)loom_last_status();
+  loom_tensor *r = core_new(t->shape, work_dtype(t), t->storage->device);
+  int st = r ? core_random_fill(r, op, lo, hi, 0, 0) : (int)loom_last_status();
+  if (st == LOOM_OK) st = loom_copy_(t, r);
   loom_scope_end();
   loom_no_grad_end();
   return st;
