@@ -1,4 +1,4 @@
-/* Shared by the small Fashion-MNIST examples (mlp.c, bn_cnn.c): their common
+/* Shared by the small Fashion-MNIST examples (mlp.c, bn_cnn.c, vae.c, gan.c): their common
  * flags, device choice, the train / test loaders and the epoch loop. Header-only, because each
  * file in examples/ is its own program. */
 #ifndef LOOM_EXAMPLES_FASHION_COMMON_H
@@ -101,28 +101,35 @@ static inline int fashion_device(const char *prog, const fashion_opts *o, loom_d
   return 0;
 }
 
-/* Normalised train (shuffled, the first --limit images) and test loaders on
- * dev; 0, or 1 after a message naming the problem (a missing file, ...). */
+/* The loader of --data's train images (shuffled, the first --limit of them,
+ * batches of --batch-size, an incomplete last one dropped when drop_last) or
+ * test images (in order, batches of 1000) on dev. Pixels are read in [0, 1];
+ * with mean and std (one value each; NULL = none) they become (x - mean) / std:
+ * FASHION_MEAN / FASHION_STD standardise them, 0.5 / 0.5 maps them to [-1, 1]
+ * (a Tanh generator's range). NULL with loom_last_error() saying why. */
+static inline loom_loader *fashion_loader(const fashion_opts *o, loom_device dev, bool train, const float *mean,
+                                          const float *std, bool drop_last) {
+  loom_dataset *ds = loom_dataset_mnist(o->data, train);
+  if (ds && train && o->limit > 0) {
+    loom_dataset *sub = loom_dataset_subset(ds, 0, o->limit);
+    loom_dataset_free(ds);
+    ds = sub;
+  }
+  if (!ds) return NULL;
+  loom_loader_opts lo = {.batch_size = train ? o->batch_size : 1000, .shuffle = train, .seed = (uint64_t)o->seed,
+                         .drop_last = drop_last, .device = dev};
+  if (mean && std) lo.transform = (loom_transform_opts){.norm_channels = 1, .mean = mean, .std = std};
+  loom_loader *l = loom_loader_new(ds, &lo);
+  loom_dataset_free(ds); /* the loader holds its own reference */
+  return l;
+}
+
+/* Normalised train and test loaders (fashion_loader) on dev; 0, or 1 after a
+ * message naming the problem (a missing file, ...). */
 static inline int fashion_loaders(const char *prog, const fashion_opts *o, loom_device dev, loom_loader **train,
                                   loom_loader **test) {
-  *train = *test = NULL;
-  loom_dataset *train_ds = loom_dataset_mnist(o->data, true);
-  loom_dataset *test_ds = train_ds ? loom_dataset_mnist(o->data, false) : NULL;
-  if (train_ds && test_ds && o->limit > 0) {
-    loom_dataset *sub = loom_dataset_subset(train_ds, 0, o->limit);
-    loom_dataset_free(train_ds);
-    train_ds = sub;
-  }
-  if (train_ds && test_ds) {
-    loom_loader_opts lo = {.batch_size = o->batch_size, .shuffle = true, .seed = (uint64_t)o->seed, .device = dev};
-    lo.transform = (loom_transform_opts){.norm_channels = 1, .mean = &FASHION_MEAN, .std = &FASHION_STD};
-    *train = loom_loader_new(train_ds, &lo);
-    lo.batch_size = 1000;
-    lo.shuffle = false;
-    *test = loom_loader_new(test_ds, &lo);
-  }
-  loom_dataset_free(train_ds); /* the loaders hold their own references */
-  loom_dataset_free(test_ds);
+  *train = fashion_loader(o, dev, true, &FASHION_MEAN, &FASHION_STD, false);
+  *test = *train ? fashion_loader(o, dev, false, &FASHION_MEAN, &FASHION_STD, false) : NULL;
   if (*train && *test) return 0;
   fprintf(stderr, "%s: %s\n", prog, loom_last_error());
   loom_loader_free(*train);

@@ -68,16 +68,7 @@ int main(int argc, char **argv) {
   int rc = fashion_device("gan", &o, &dev);
   if (rc) return rc;
   static const float half = 0.5f; /* (x - 0.5) / 0.5: pixels in [-1, 1] like the generator's Tanh */
-  loom_dataset *ds = loom_dataset_mnist(o.data, true);
-  if (ds && o.limit > 0) {
-    loom_dataset *sub = loom_dataset_subset(ds, 0, o.limit);
-    loom_dataset_free(ds);
-    ds = sub;
-  }
-  loom_loader_opts lo = {.batch_size = o.batch_size, .shuffle = true, .seed = (uint64_t)o.seed, .drop_last = true,
-                         .device = dev, .transform = {.norm_channels = 1, .mean = &half, .std = &half}};
-  loom_loader *loader = ds ? loom_loader_new(ds, &lo) : NULL;
-  loom_dataset_free(ds);
+  loom_loader *loader = fashion_loader(&o, dev, true, &half, &half, true);
   if (!loader) {
     fprintf(stderr, "gan: %s\n", loom_last_error());
     return 1;

@@ -41,22 +41,6 @@ static int write_pgm(const char *path, const float *img) {
   return fclose(f) ? -1 : 0;
 }
 
-/* The loader of DIR's train or test images, pixels in [0, 1] (no normalisation). */
-static loom_loader *loader_of(const fashion_opts *o, loom_device dev, bool train) {
-  loom_dataset *ds = loom_dataset_mnist(o->data, train);
-  if (ds && train && o->limit > 0) {
-    loom_dataset *sub = loom_dataset_subset(ds, 0, o->limit);
-    loom_dataset_free(ds);
-    ds = sub;
-  }
-  if (!ds) return NULL;
-  loom_loader_opts lo = {.batch_size = train ? o->batch_size : 1000, .shuffle = train, .seed = (uint64_t)o->seed,
-                         .device = dev};
-  loom_loader *l = loom_loader_new(ds, &lo);
-  loom_dataset_free(ds);
-  return l;
-}
-
 /* One pass: the summed loss per sample; training steps when opt is given. */
 static int run_epoch(loom_module *vae, loom_optimizer *opt, loom_loader *loader, long epoch, double *per_sample) {
   double sum = 0;
@@ -109,7 +93,9 @@ int main(int argc, char **argv) {
   loom_device dev;
   int rc = fashion_device("vae", &o, &dev);
   if (rc) return rc;
-  loom_loader *train = loader_of(&o, dev, true), *test = train ? loader_of(&o, dev, false) : NULL;
+  /* pixels in [0, 1] (no normalisation), as the Sigmoid decoder and the BCE loss expect */
+  loom_loader *train = fashion_loader(&o, dev, true, NULL, NULL, false);
+  loom_loader *test = train ? fashion_loader(&o, dev, false, NULL, NULL, false) : NULL;
   if (!train || !test) {
     fprintf(stderr, "vae: %s\n", loom_last_error());
     loom_loader_free(train);

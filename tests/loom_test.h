@@ -30,6 +30,15 @@ bool has_gpu();
                                  << (loom_cuda_is_built() ? "yes" : "no") << ")";          \
   } while (0)
 
+// Owns a module (a zoo model, a layer) and frees it with loom_module_free.
+struct Model {
+  explicit Model(loom_module *m) : m(m) {}
+  ~Model() { loom_module_free(m); }
+  Model(const Model &) = delete;
+  Model &operator=(const Model &) = delete;
+  loom_module *m;
+};
+
 // Finite-difference gradient check in f64 on the CPU. `inputs` must be f64 CPU
 // leaf tensors; the ones with requires_grad are checked. f builds the output from
 // them (any shape); the check uses loss = sum(f(x) * w) for a fixed random w.

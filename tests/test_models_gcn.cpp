@@ -15,14 +15,6 @@
 
 namespace {
 
-struct Model {
-  explicit Model(loom_module *m) : m(m) {}
-  ~Model() { loom_module_free(m); }
-  Model(const Model &) = delete;
-  Model &operator=(const Model &) = delete;
-  loom_module *m;
-};
-
 std::string error() { return loom_last_error(); }
 
 bool has(const std::string &s, const std::string &part) { return s.find(part) != std::string::npos; }

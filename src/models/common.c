@@ -1,4 +1,5 @@
 /* The checked root module of every zoo model, options and init helpers. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,26 @@ loom_tensor *model_error(const char *model, const char *path) {
   else snprintf(msg, sizeof msg, "%s: at %s: %s", model, path, old);
   core_set_error(st, "%s", msg);
   return NULL;
+}
+
+loom_tensor *model_name_error(const char *fmt, ...) {
+  char prefix[256], msg[3600];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(prefix, sizeof prefix, fmt, ap);
+  va_end(ap);
+  const char *old = loom_last_error();
+  size_t n = strlen(prefix);
+  if (!strncmp(old, prefix, n) && old[n] == ':') return NULL; /* named already */
+  snprintf(msg, sizeof msg, "%s: %s", prefix, old);
+  core_set_error(loom_last_status() ? loom_last_status() : LOOM_ERR_INVALID, "%s", msg);
+  return NULL;
+}
+
+bool model_one_input(const char *model, int n_in) {
+  if (n_in == 1) return true;
+  core_set_error(LOOM_ERR_INVALID, "%s: forward takes 1 input, got %d", model, n_in);
+  return false;
 }
 
 /* Runs child `name` of m on x; a failure's error gets "at name: " in front. */
@@ -76,11 +97,7 @@ static bool check_input(const model_root *s, const loom_tensor *x) {
 
 loom_tensor *model_root_forward(loom_module *m, loom_tensor *const *in, int n_in) {
   const model_root *s = loom_module_state(m);
-  if (n_in != 1) {
-    core_set_error(LOOM_ERR_INVALID, "%s: forward takes 1 input, got %d", s->name, n_in);
-    return NULL;
-  }
-  if (!in[0]) return NULL;
+  if (!model_one_input(s->name, n_in) || !in[0]) return NULL;
   if (!check_input(s, in[0])) return NULL;
   int n = loom_module_num_children(m);
   loom_scope_begin();

@@ -37,21 +37,6 @@ static loom_module *gan_node(const loom_module_kind *kind, const char *name, boo
   return m;
 }
 
-static void name_error(const char *model) {
-  char msg[3600];
-  const char *old = loom_last_error();
-  size_t n = strlen(model);
-  if (!strncmp(old, model, n) && old[n] == ':') return; /* named already */
-  snprintf(msg, sizeof msg, "%s: %s", model, old);
-  core_set_error(loom_last_status() ? loom_last_status() : LOOM_ERR_INVALID, "%s", msg);
-}
-
-static bool one_input(const gan_state *s, int n_in) {
-  if (n_in == 1) return true;
-  core_set_error(LOOM_ERR_INVALID, "%s: forward takes 1 input, got %d", s->name, n_in);
-  return false;
-}
-
 /* Noise [N, latent] (DCGAN also [N, latent, 1, 1]) as [N, latent] or, with
  * conv, [N, latent, 1, 1]; in the caller's scope. */
 static loom_tensor *noise_input(const gan_state *s, const loom_tensor *z, bool conv) {
@@ -87,7 +72,7 @@ static loom_tensor *image_input(const gan_state *s, const loom_tensor *x, bool c
 
 static loom_tensor *dc_generator_forward(loom_module *m, loom_tensor *const *in, int n_in) {
   const gan_state *s = loom_module_state(m);
-  if (!one_input(s, n_in) || !in[0]) return NULL;
+  if (!model_one_input(s->name, n_in) || !in[0]) return NULL;
   loom_scope_begin();
   loom_tensor *y = loom_keep(model_run(m, "main", noise_input(s, in[0], true)));
   loom_scope_end();
@@ -96,7 +81,7 @@ static loom_tensor *dc_generator_forward(loom_module *m, loom_tensor *const *in,
 
 static loom_tensor *dc_discriminator_forward(loom_module *m, loom_tensor *const *in, int n_in) {
   const gan_state *s = loom_module_state(m);
-  if (!one_input(s, n_in) || !in[0]) return NULL;
+  if (!model_one_input(s->name, n_in) || !in[0]) return NULL;
   loom_scope_begin();
   loom_tensor *y = loom_keep(loom_flatten(model_run(m, "main", image_input(s, in[0], true)), 1, -1));
   loom_scope_end();
@@ -107,11 +92,11 @@ static loom_tensor *dc_discriminator_forward(loom_module *m, loom_tensor *const 
 
 static loom_tensor *gan_forward(loom_module *m, loom_tensor *const *in, int n_in) {
   const gan_state *s = loom_module_state(m);
-  if (!one_input(s, n_in) || !in[0]) return NULL;
+  if (!model_one_input(s->name, n_in) || !in[0]) return NULL;
   loom_scope_begin();
   loom_tensor *z = noise_input(s, in[0], false);
   loom_tensor *y = model_run(m, "discriminator", model_run(m, "generator", z));
-  if (z && !y) name_error(s->name);
+  if (z && !y) model_name_error("%s", s->name);
   loom_keep(y);
   loom_scope_end();
   return y;
@@ -194,7 +179,7 @@ loom_module *loom_model_dcgan(const loom_model_opts *opts) {
 static double mean_prob(loom_tensor *logits) { return loom_item(loom_mean(loom_sigmoid(logits), NULL, 0, false)); }
 
 static int step_failed(const gan_state *s) {
-  name_error(s->name);
+  model_name_error("%s", s->name);
   return loom_last_status() ? loom_last_status() : LOOM_ERR_INVALID;
 }
 

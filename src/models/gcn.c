@@ -66,11 +66,7 @@ static loom_tensor *conv_forward(loom_module *m, loom_tensor *const *in, int n_i
   loom_scope_begin();
   loom_tensor *h = model_run(m, "lin", in[0]);
   loom_tensor *y = h ? propagate(in, n_in, h) : NULL;
-  if (h && !y) {
-    char msg[3600];
-    snprintf(msg, sizeof msg, "GCNConv: propagate: %s", loom_last_error());
-    core_set_error(loom_last_status() ? loom_last_status() : LOOM_ERR_INVALID, "%s", msg);
-  }
+  if (h && !y) model_name_error("GCNConv: propagate");
   if (y) y = loom_add(y, loom_module_param(m, "bias"));
   loom_keep(y);
   loom_scope_end();

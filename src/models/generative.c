@@ -47,22 +47,6 @@ static loom_tensor *flat_input(const gen_state *s, const loom_tensor *x) {
   return vec ? loom_flatten(x, 1, -1) : loom_reshape(x, LOOM_SHAPE(sh.d[0], s->in_features));
 }
 
-/* Puts "<model>: " in front of the current error. */
-static void name_error(const char *model) {
-  char msg[3600];
-  const char *old = loom_last_error();
-  size_t n = strlen(model);
-  if (!strncmp(old, model, n) && old[n] == ':') return; /* named already */
-  snprintf(msg, sizeof msg, "%s: %s", model, old);
-  core_set_error(loom_last_status() ? loom_last_status() : LOOM_ERR_INVALID, "%s", msg);
-}
-
-static bool check_n_in(const gen_state *s, int n_in) {
-  if (n_in == 1) return true;
-  core_set_error(LOOM_ERR_INVALID, "%s: forward takes 1 input, got %d", s->name, n_in);
-  return false;
-}
-
 /* Options shared by the autoencoder and the VAE. */
 static bool gen_opts_ok(const char *name, const loom_model_opts *o, int64_t hidden, int64_t latent) {
   if (!model_opts_ok(name, o)) return false;
@@ -78,12 +62,12 @@ static bool gen_opts_ok(const char *name, const loom_model_opts *o, int64_t hidd
 
 static loom_tensor *ae_forward(loom_module *m, loom_tensor *const *in, int n_in) {
   const gen_state *s = loom_module_state(m);
-  if (!check_n_in(s, n_in)) return NULL;
+  if (!model_one_input(s->name, n_in)) return NULL;
   if (!in[0]) return NULL;
   loom_scope_begin();
   loom_tensor *x = flat_input(s, in[0]);
   loom_tensor *y = model_run(m, "decoder", model_run(m, "encoder", x));
-  if (x && !y) name_error(s->name);
+  if (x && !y) model_name_error("%s", s->name);
   loom_keep(y);
   loom_scope_end();
   return y;
@@ -127,7 +111,7 @@ static loom_tensor *vae_run(loom_module *m, const loom_tensor *x_in, loom_tensor
   }
   loom_tensor *recon = loom_sigmoid(model_run(m, "fc4", loom_relu(model_run(m, "fc3", z))));
   if (!recon) {
-    name_error(s->name);
+    model_name_error("%s", s->name);
     *mu = *logvar = NULL;
   }
   return recon;
@@ -135,7 +119,7 @@ static loom_tensor *vae_run(loom_module *m, const loom_tensor *x_in, loom_tensor
 
 static loom_tensor *vae_module_forward(loom_module *m, loom_tensor *const *in, int n_in) {
   const gen_state *s = loom_module_state(m);
-  if (!check_n_in(s, n_in)) return NULL;
+  if (!model_one_input(s->name, n_in)) return NULL;
   if (!in[0]) return NULL;
   loom_scope_begin();
   loom_tensor *mu, *logvar;
@@ -201,10 +185,6 @@ loom_tensor *loom_vae_loss(const loom_tensor *recon, const loom_tensor *x, const
   loom_tensor *kld = loom_mul_scalar(loom_sum(terms, NULL, 0, false), -0.5);
   loom_tensor *loss = loom_keep(loom_add(bce, kld));
   loom_scope_end();
-  if (!loss) {
-    char msg[3000];
-    snprintf(msg, sizeof msg, "loom_vae_loss: %s", loom_last_error());
-    core_set_error(loom_last_status() ? loom_last_status() : LOOM_ERR_INVALID, "%s", msg);
-  }
+  if (!loss) model_name_error("loom_vae_loss");
   return loss;
 }

@@ -17,11 +17,8 @@ typedef struct conv1d_cfg {
 
 static loom_tensor *conv1d_forward(loom_module *m, loom_tensor *const *in, int n_in) {
   const conv1d_cfg *c = loom_module_state(m);
-  const loom_tensor *x = n_in == 1 ? in[0] : NULL;
-  if (!x) {
-    if (n_in != 1) core_set_error(LOOM_ERR_INVALID, "Conv1D: forward takes 1 input, got %d", n_in);
-    return NULL;
-  }
+  if (!model_one_input("Conv1D", n_in) || !in[0]) return NULL;
+  const loom_tensor *x = in[0];
   loom_shape sh = loom_shape_of(x);
   if (sh.ndim < 1 || sh.d[sh.ndim - 1] != c->in) {
     core_set_error(LOOM_ERR_INVALID, "Conv1D: expected input [..., %lld], got %s", (long long)c->in,
@@ -216,11 +213,7 @@ static loom_tensor *lm_forward(loom_module *m, loom_tensor *const *in, int n_in)
   if (!in[0] || !check_ids(loom_module_state(m), in[0])) return NULL;
   loom_scope_begin();
   loom_tensor *y = model_run(m, "lm_head", model_run(m, "transformer", in[0]));
-  if (!y) {
-    char msg[3600];
-    snprintf(msg, sizeof msg, "%s", loom_last_error());
-    core_set_error(loom_last_status() ? loom_last_status() : LOOM_ERR_INVALID, "GPT-2: %s", msg);
-  }
+  if (!y) model_name_error("GPT-2");
   loom_keep(y);
   loom_scope_end();
   return y;

@@ -9,10 +9,7 @@
 typedef struct inverted_state { bool residual; } inverted_state;
 
 static loom_tensor *inverted_forward(loom_module *m, loom_tensor *const *in, int n_in) {
-  if (n_in != 1) {
-    core_set_error(LOOM_ERR_INVALID, "InvertedResidual: forward takes 1 input, got %d", n_in);
-    return NULL;
-  }
+  if (!model_one_input("InvertedResidual", n_in)) return NULL;
   const inverted_state *s = loom_module_state(m);
   if (!s->residual) return model_run(m, "conv", in[0]);
   loom_scope_begin();

@@ -27,6 +27,16 @@ loom_module *model_root_new(const loom_module_kind *kind, const model_root *cfg)
 loom_tensor *model_root_forward(loom_module *m, loom_tensor *const *in, int n_in);
 /* Re-records the current error as "<model>: at <path>: <error>". Returns NULL. */
 loom_tensor *model_error(const char *model, const char *path);
+/* Puts the printf-formatted prefix (a model's name: "%s", s->name) and ": "
+ * in front of the current error, unless it starts with them already.
+ * Returns NULL. */
+loom_tensor *model_name_error(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+/* n_in == 1; otherwise records "<model>: forward takes 1 input, got <n_in>". */
+bool model_one_input(const char *model, int n_in);
 /* Runs child `name` of m on x (NULL x gives NULL); a failure's error gets
  * "at name: " in front ("at name." before a nested path). */
 loom_tensor *model_run(loom_module *m, const char *name, loom_tensor *x);

@@ -104,7 +104,7 @@ static loom_tensor *decode(loom_module *m, const loom_tensor *x, const int64_t *
   int64_t *pick = malloc((size_t)n * sizeof *pick), *buf = malloc((size_t)(n * f) * sizeof *buf);
   bool ok = keys && inp && steps && chosen && pick && buf;
   if (!steps || !chosen || !pick || !buf) core_set_error(LOOM_ERR_OOM, PTR_NAME ": out of host memory");
-  else if (!ok) seq_fail(PTR_NAME);
+  else if (!ok) model_name_error(PTR_NAME);
   loom_module *cell = loom_module_child(m, "decoder");
   for (int64_t i = 0; ok && i < l; i++) {
     if (loom_lstm_cell_forward(cell, inp, h, c, &h, &c)) {
@@ -118,7 +118,7 @@ static loom_tensor *decode(loom_module *m, const loom_tensor *x, const int64_t *
     if (u && i > 0) u = loom_masked_fill(u, loom_from_host(chosen, LOOM_SHAPE(n, l), LOOM_BOOL, loom_device_of(x)),
                                          -INFINITY);
     if (!u) {
-      seq_fail(PTR_NAME);
+      model_name_error(PTR_NAME);
       ok = false;
       break;
     }
@@ -126,7 +126,7 @@ static loom_tensor *decode(loom_module *m, const loom_tensor *x, const int64_t *
     if (t) {
       for (int64_t r = 0; r < n; r++) pick[r] = t[r * l + i];
     } else if (!greedy_picks(u, chosen, n, l, pick)) {
-      seq_fail(PTR_NAME);
+      model_name_error(PTR_NAME);
       ok = false;
       break;
     }
@@ -134,11 +134,11 @@ static loom_tensor *decode(loom_module *m, const loom_tensor *x, const int64_t *
     if (i + 1 < l) {
       inp = pointed(x, pick, n, f, buf);
       ok = inp != NULL;
-      if (!ok) seq_fail(PTR_NAME);
+      if (!ok) model_name_error(PTR_NAME);
     }
   }
   loom_tensor *y = ok ? loom_stack(steps, (int)l, 1) : NULL;
-  if (ok && !y) seq_fail(PTR_NAME);
+  if (ok && !y) model_name_error(PTR_NAME);
   free(steps);
   free(chosen);
   free(pick);
@@ -198,6 +198,6 @@ loom_module *loom_model_pointer_net(const loom_model_opts *opts) {
   ok = ok && !loom_module_add(m, "encoder", loom_nn_lstm(s->in_channels, s->hidden, &ro));
   ok = ok && !loom_module_add(m, "decoder", loom_nn_lstm_cell(s->in_channels, s->hidden, NULL));
   ok = ok && !loom_module_add(m, "attention", loom_nn_additive_attention(s->hidden, s->hidden, s->hidden, 0));
-  if (!ok) seq_fail(PTR_NAME);
+  if (!ok) model_name_error(PTR_NAME);
   return model_done(m, ok);
 }

@@ -14,10 +14,7 @@ typedef struct block_state {
 
 static loom_tensor *block_forward(loom_module *m, loom_tensor *const *in, int n_in) {
   const block_state *s = loom_module_state(m);
-  if (n_in != 1) {
-    core_set_error(LOOM_ERR_INVALID, "%s: forward takes 1 input, got %d", loom_module_type(m), n_in);
-    return NULL;
-  }
+  if (!model_one_input(loom_module_type(m), n_in)) return NULL;
   loom_scope_begin();
   loom_tensor *x = in[0];
   loom_tensor *y = model_run(m, "relu", model_run(m, "bn1", model_run(m, "conv1", x)));

@@ -32,20 +32,6 @@ static loom_module *seq_root(const loom_module_kind *kind, const seq_cfg *cfg) {
   return m;
 }
 
-/* Puts "<model>: " in front of the current error. Returns NULL. */
-loom_tensor *seq_fail(const char *model) {
-  char msg[3600];
-  snprintf(msg, sizeof msg, "%s: %s", model, loom_last_error());
-  core_set_error(loom_last_status() ? loom_last_status() : LOOM_ERR_INVALID, "%s", msg);
-  return NULL;
-}
-
-static bool one_input(const char *model, loom_tensor *const *in, int n_in) {
-  if (n_in == 1) return in[0] != NULL;
-  core_set_error(LOOM_ERR_INVALID, "%s: forward takes 1 input, got %d", model, n_in);
-  return false;
-}
-
 /* ---- shared input checks (also used by pointer.c) ---- */
 
 bool seq_check_sequence(const char *model, const loom_tensor *x, int64_t features) {
@@ -87,7 +73,7 @@ int64_t *seq_host_ids(const char *model, const char *what, const loom_tensor *t)
   loom_scope_end();
   if (rc) {
     free(v);
-    seq_fail(model);
+    model_name_error("%s", model);
     return NULL;
   }
   return v;
@@ -139,7 +125,7 @@ static loom_tensor *masked_mean(const loom_tensor *h, const loom_tensor *ids) {
 
 static loom_tensor *rnn_cls_forward(loom_module *m, loom_tensor *const *in, int n_in) {
   const seq_cfg *s = loom_module_state(m);
-  if (!one_input(s->name, in, n_in)) return NULL;
+  if (!model_one_input(s->name, n_in) || !in[0]) return NULL;
   if (!seq_check_sequence(s->name, in[0], s->in_channels)) return NULL;
   loom_scope_begin();
   loom_tensor *h_n = NULL, *feat = NULL, *y = NULL;
@@ -155,7 +141,7 @@ static loom_tensor *rnn_cls_forward(loom_module *m, loom_tensor *const *in, int 
       feat = loom_select(h_n, 0, last);
     }
     y = model_run(m, "fc", feat);
-    if (!y) seq_fail(s->name);
+    if (!y) model_name_error("%s", s->name);
   }
   loom_keep(y);
   loom_scope_end();
@@ -206,7 +192,7 @@ loom_module *loom_model_rnn_classifier(loom_rnn_mode mode, const loom_model_opts
 
 static loom_tensor *transformer_cls_forward(loom_module *m, loom_tensor *const *in, int n_in) {
   const seq_cfg *s = loom_module_state(m);
-  if (!one_input(s->name, in, n_in) || !check_tokens(s, in[0])) return NULL;
+  if (!model_one_input(s->name, n_in) || !in[0] || !check_tokens(s, in[0])) return NULL;
   loom_scope_begin();
   const loom_tensor *ids = in[0];
   loom_tensor *e = model_run(m, "embedding", (loom_tensor *)ids);
@@ -219,9 +205,9 @@ static loom_tensor *transformer_cls_forward(loom_module *m, loom_tensor *const *
   }
   if (h) {
     y = model_run(m, "fc", masked_mean(h, ids));
-    if (!y) seq_fail(s->name);
+    if (!y) model_name_error("%s", s->name);
   } else if (e == NULL) {
-    seq_fail(s->name);
+    model_name_error("%s", s->name);
   }
   loom_keep(y);
   loom_scope_end();
@@ -267,7 +253,7 @@ loom_module *loom_model_transformer_classifier(const loom_model_opts *opts) {
   ok = ok && !loom_module_add(m, "pos_encoder", loom_nn_positional_encoding(d, cfg.max_len, p));
   ok = ok && !loom_module_add(m, "encoder", loom_nn_transformer_encoder(d, heads, cfg.num_layers, false, &to));
   ok = ok && !loom_module_add(m, "fc", loom_nn_linear(d, o.num_classes, NULL));
-  if (m && !ok) seq_fail(name);
+  if (m && !ok) model_name_error("%s", name);
   return model_done(m, ok);
 }
 
@@ -275,11 +261,11 @@ loom_module *loom_model_transformer_classifier(const loom_model_opts *opts) {
 
 static loom_tensor *text_cls_forward(loom_module *m, loom_tensor *const *in, int n_in) {
   const seq_cfg *s = loom_module_state(m);
-  if (!one_input(s->name, in, n_in) || !check_tokens(s, in[0])) return NULL;
+  if (!model_one_input(s->name, n_in) || !in[0] || !check_tokens(s, in[0])) return NULL;
   loom_scope_begin();
   loom_tensor *e = model_run(m, "embedding", in[0]);
   loom_tensor *y = model_run(m, "fc", e ? masked_mean(e, in[0]) : NULL);
-  if (!y) seq_fail(s->name);
+  if (!y) model_name_error("%s", s->name);
   loom_keep(y);
   loom_scope_end();
   return y;
@@ -297,6 +283,6 @@ loom_module *loom_model_text_classifier(const loom_model_opts *opts) {
   loom_module *m = seq_root(&text_cls_kind, &cfg);
   bool ok = m && !loom_module_add(m, "embedding", loom_nn_embedding(cfg.vocab_size, cfg.embed_dim, &eo));
   ok = ok && !loom_module_add(m, "fc", loom_nn_linear(cfg.embed_dim, o.num_classes, NULL));
-  if (m && !ok) seq_fail(name);
+  if (m && !ok) model_name_error("%s", name);
   return model_done(m, ok);
 }

@@ -10,7 +10,5 @@ bool seq_check_sequence(const char *model, const loom_tensor *x, int64_t feature
 /* t's values (LOOM_I64 or LOOM_I32, any device) as a malloc'ed int64 array
  * (free it); NULL + an error naming model and what otherwise. */
 int64_t *seq_host_ids(const char *model, const char *what, const loom_tensor *t);
-/* Puts "<model>: " in front of the current error. Returns NULL. */
-loom_tensor *seq_fail(const char *model);
 
 #endif
