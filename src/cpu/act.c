@@ -8,29 +8,44 @@
 #include "cpu/vexp.h"
 
 #define ATTR_F (((const core_kctx *)ctx)->a.f[0])
-#define ATTR_I (((const core_kctx *)ctx)->a.i[0])
 #define SQRT_2_OVER_PI 0.79788456080286535588
 #define INV_SQRT_2 0.70710678118654752440
 #define INV_SQRT_2PI 0.39894228040143267794
 #define GELU_C 0.044715
 
-/* gelu and its derivative in the type T of x (literals cast so float stays float). */
-#define GELU_TANH(T, x) ((T)0.5 * x * ((T)1 + tanh((T)SQRT_2_OVER_PI * (x + (T)GELU_C * x * x * x))))
-#define GELU_ERF(T, x) ((T)0.5 * x * ((T)1 + erf(x * (T)INV_SQRT_2)))
-#define GELU(T, x) (ATTR_I ? GELU_TANH(T, x) : GELU_ERF(T, x))
-static inline double gelu_grad(double x, bool tanh_form) {
-  if (tanh_form) {
-    double u = SQRT_2_OVER_PI * (x + GELU_C * x * x * x), t = tanh(u);
-    return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * SQRT_2_OVER_PI * (1 + 3 * GELU_C * x * x);
-  }
-  return 0.5 * (1 + erf(x * INV_SQRT_2)) + x * INV_SQRT_2PI * exp(-0.5 * x * x);
+/* gelu, tanh form: 0.5 x (1 + tanh u) = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3).
+ * f32 computes sigmoid(v) from e = exp(-|v|) (cpu_expf, vectorised; no overflow, no
+ * cancellation where tanh u is near -1): d = 1 / (1 + e), sigmoid(v) = d for v >= 0 and
+ * e d below, and sigmoid(v) (1 - sigmoid(v)) = e d^2 either way. NaN stays NaN; like
+ * the libm form (and PyTorch), gelu(-inf) is NaN (-inf * 0). */
+static inline float gelu_tanhf(float x) {
+  float v = (float)(2 * SQRT_2_OVER_PI) * (x + (float)GELU_C * x * x * x);
+  float e = cpu_expf(-fabsf(v)), d = 1 / (1 + e);
+  return x * cpu_selectf(v >= 0, d, e * d);
 }
-static inline float gelu_gradf(float x, bool tanh_form) {
-  if (tanh_form) {
-    float u = (float)SQRT_2_OVER_PI * (x + (float)GELU_C * x * x * x), t = tanhf(u);
-    return 0.5f * (1 + t) + 0.5f * x * (1 - t * t) * (float)SQRT_2_OVER_PI * (1 + 3 * (float)GELU_C * x * x);
-  }
+static inline float gelu_tanh_gradf(float x) {
+  /* beyond +-20 the derivative is 1 or 0 in f32; clamping keeps x * e * dv from inf * 0 */
+  x = cpu_selectf(x < -20.0f, -20.0f, x);
+  x = cpu_selectf(x > 20.0f, 20.0f, x);
+  float v = (float)(2 * SQRT_2_OVER_PI) * (x + (float)GELU_C * x * x * x);
+  float e = cpu_expf(-fabsf(v)), d = 1 / (1 + e);
+  float dv = (float)(2 * SQRT_2_OVER_PI) * (1 + 3 * (float)GELU_C * x * x);
+  return cpu_selectf(v >= 0, d, e * d) + x * e * d * d * dv;
+}
+static inline float gelu_erff(float x) { return 0.5f * x * (1 + erff(x * (float)INV_SQRT_2)); }
+static inline float gelu_erf_gradf(float x) {
   return 0.5f * (1 + erff(x * (float)INV_SQRT_2)) + x * (float)INV_SQRT_2PI * cpu_expf(-0.5f * x * x);
+}
+static inline double gelu_tanh_f64(double x) {
+  return 0.5 * x * (1 + tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x)));
+}
+static inline double gelu_tanh_grad_f64(double x) {
+  double t = tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x));
+  return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * SQRT_2_OVER_PI * (1 + 3 * GELU_C * x * x);
+}
+static inline double gelu_erf_f64(double x) { return 0.5 * x * (1 + erf(x * INV_SQRT_2)); }
+static inline double gelu_erf_grad_f64(double x) {
+  return 0.5 * (1 + erf(x * INV_SQRT_2)) + x * INV_SQRT_2PI * exp(-0.5 * x * x);
 }
 
 /* X(op, dtype suffix, C type, expression of x) for the forward ops; the
@@ -38,13 +53,11 @@ static inline float gelu_gradf(float x, bool tanh_form) {
 #define ACT_FWD(X, d, T, EXP)                                                             \
   X(leaky_relu, d, T, x > 0 ? x : x * (T)ATTR_F)                                          \
   X(elu, d, T, x > 0 ? x : (T)ATTR_F * (EXP(x) - (T)1))                                   \
-  X(gelu, d, T, GELU(T, x))                                                               \
   X(silu, d, T, x / ((T)1 + EXP(-x)))
 /* Backward: a = x, b = g. */
-#define ACT_BWD(X, d, T, EXP, GG)                                                         \
+#define ACT_BWD(X, d, T, EXP)                                                         \
   X(leaky_relu_backward, d, T, a > 0 ? b : b * (T)ATTR_F)                                 \
   X(elu_backward, d, T, a > 0 ? b : b * (T)ATTR_F * EXP(a))                               \
-  X(gelu_backward, d, T, b * GG(a, ATTR_I != 0))                                          \
   X(silu_backward, d, T, b * silu_grad_##d(a))
 
 static inline float silu_grad_f32(float x) {
@@ -68,8 +81,26 @@ static inline double silu_grad_f64(double x) {
   }
 ACT_FWD(GEN_FWD, f32, float, cpu_expf)
 ACT_FWD(GEN_FWD, f64, double, exp)
-ACT_BWD(GEN_BWD, f32, float, cpu_expf, gelu_gradf)
-ACT_BWD(GEN_BWD, f64, double, exp, gelu_grad)
+ACT_BWD(GEN_BWD, f32, float, cpu_expf)
+ACT_BWD(GEN_BWD, f64, double, exp)
+
+/* gelu and gelu_backward: one loop per form (attribute i[0]: 1 = tanh), so that
+ * the tanh form's loop has no call in it and vectorises. */
+#define GELU_KERNELS(d, T, TANH, TANH_GRAD, ERF, ERF_GRAD)                               \
+  CPU_CLONES CPU_UNARY_LOOP(gelu_tanh_##d##_loop, T, T, TANH(x))                          \
+  CPU_CLONES CPU_UNARY_LOOP(gelu_erf_##d##_loop, T, T, ERF(x))                            \
+  CPU_CLONES CPU_BINARY_LOOP(gelu_tanh_backward_##d##_loop, T, T, b * TANH_GRAD(a))       \
+  CPU_CLONES CPU_BINARY_LOOP(gelu_erf_backward_##d##_loop, T, T, b * ERF_GRAD(a))         \
+  static loom_status gelu_##d(const core_kctx *k) {                                       \
+    return cpu_elementwise(k, k->a.i[0] ? gelu_tanh_##d##_loop : gelu_erf_##d##_loop,     \
+                           CPU_DT_##d, CPU_DT_##d);                                       \
+  }                                                                                       \
+  static loom_status gelu_backward_##d(const core_kctx *k) {                              \
+    return cpu_elementwise(k, k->a.i[0] ? gelu_tanh_backward_##d##_loop : gelu_erf_backward_##d##_loop, \
+                           CPU_DT_##d, CPU_DT_##d);                                       \
+  }
+GELU_KERNELS(f32, float, gelu_tanhf, gelu_tanh_gradf, gelu_erff, gelu_erf_gradf)
+GELU_KERNELS(f64, double, gelu_tanh_f64, gelu_tanh_grad_f64, gelu_erf_f64, gelu_erf_grad_f64)
 
 /* ---- softmax family over [O, R, I] ---- */
 
@@ -202,8 +233,12 @@ SOFTMAX(f64, double, exp)
 void cpu_register_act(void) {
   ACT_FWD(REG, f32, float, _)
   ACT_FWD(REG, f64, double, _)
-  ACT_BWD(REG, f32, float, _, _)
-  ACT_BWD(REG, f64, double, _, _)
+  ACT_BWD(REG, f32, float, _)
+  ACT_BWD(REG, f64, double, _)
+  REG(gelu, f32, float, _)
+  REG(gelu, f64, double, _)
+  REG(gelu_backward, f32, float, _)
+  REG(gelu_backward, f64, double, _)
   REG_SM(f32)
   REG_SM(f64)
 }
