@@ -251,6 +251,65 @@ TEST(GcnModel, StructureNamesAndInit) {
   EXPECT_EQ(loom_module_num_params(small.m, true), 8 + 8 * 5 + 2 + 2 * 8);
 }
 
+// loom_summary_stats_get_n: one row per Linear (X W) and per GCNConv (the
+// propagation only: nnz x out sparse, V x V x out dense), nothing counted twice.
+TEST(GcnModel, SummaryCountsEachProductOnce) {
+  ScopeGuard scope;
+  Model net(loom_model_gcn(nullptr));
+  ASSERT_NE(net.m, nullptr) << error();
+  loom_tensor *idx = nullptr, *val = nullptr;
+  ASSERT_EQ(loom_gcn_adjacency(karate_edges(), 34, &idx, &val), 0) << error();
+  const int64_t nnz = loom_numel(val);
+  EXPECT_EQ(nnz, 34 + 2 * 78);
+  loom_tensor *x = loom_rand(LOOM_SHAPE(34, 34), LOOM_F32, loom_cpu());
+  loom_tensor *sparse[3] = {x, idx, val};
+  loom_summary_stats s;
+  ASSERT_EQ(loom_summary_stats_get_n(net.m, sparse, 3, &s), 0) << error();
+  ASSERT_EQ(s.n_rows, 4);
+  const char *types[4] = {"Linear", "GCNConv", "Linear", "GCNConv"};
+  const int64_t macs[4] = {34 * 34 * 16, nnz * 16, 34 * 16 * 4, nnz * 4};
+  for (int i = 0; i < 4; i++) {
+    EXPECT_STREQ(s.rows[i].type, types[i]) << "row " << i;
+    EXPECT_EQ(s.rows[i].macs, macs[i]) << "row " << i;
+  }
+  EXPECT_EQ(s.macs, macs[0] + macs[1] + macs[2] + macs[3]);
+  EXPECT_EQ(s.total_params, 16 + 16 * 34 + 4 + 4 * 16);
+  EXPECT_EQ(s.rows[3].output.ndim, 2);
+  EXPECT_EQ(s.rows[3].output.d[0], 34);
+  EXPECT_EQ(s.rows[3].output.d[1], 4);
+  EXPECT_DOUBLE_EQ(s.input_mb, (34.0 * 34 + 3.0 * nnz) * 4 / (1024.0 * 1024.0));
+  loom_summary_stats_free(&s);
+
+  loom_tensor *dense[2] = {x, loom_sparse_to_dense(idx, val, 34, 34)};
+  ASSERT_EQ(loom_summary_stats_get_n(net.m, dense, 2, &s), 0) << error();
+  EXPECT_EQ(s.macs, 34 * 34 * 16 + 34 * 34 * 16 + 34 * 16 * 4 + 34 * 34 * 4);
+  loom_summary_stats_free(&s);
+
+  // the forward's error, named with every input's shape; missing inputs
+  loom_tensor *bad[2] = {loom_rand(LOOM_SHAPE(34, 5), LOOM_F32, loom_cpu()), dense[1]};
+  EXPECT_NE(loom_summary_stats_get_n(net.m, bad, 2, &s), 0);
+  EXPECT_TRUE(has(error(), "summary: forward of GCN on input [34, 5] + [34, 34] (f32, cpu) failed: GCN:")) << error();
+  EXPECT_EQ(s.rows, nullptr);
+  EXPECT_NE(loom_summary_stats_get_n(net.m, sparse, 0, &s), 0);
+  EXPECT_TRUE(has(error(), "summary: needs at least one input, got 0")) << error();
+  loom_tensor *holes[2] = {x, nullptr};
+  loom_clear_error();
+  EXPECT_NE(loom_summary_stats_get_n(net.m, holes, 2, &s), 0);
+  EXPECT_TRUE(has(error(), "summary: input 1 is NULL")) << error();
+  FILE *f = tmpfile();
+  ASSERT_NE(f, nullptr);
+  ASSERT_EQ(loom_summary_n(net.m, sparse, 3, f), 0) << error();
+  rewind(f);
+  std::string text;
+  char buf[256];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+  fclose(f);
+  EXPECT_TRUE(has(text, "Total MACs: 24,472\n")) << text;
+  EXPECT_TRUE(has(text, "Inputs [34, 34] f32, [2, 190] i64, [190] f32 (cpu): MACs, FLOPs and sizes are for these inputs"))
+      << text;
+}
+
 TEST(GcnModel, DenseAndSparseForwardAgree) {
   ScopeGuard scope;
   loom_manual_seed(1);

@@ -1,12 +1,11 @@
 /* loom-summary: the torchsummary-style table of a built-in model.
  *   loom-summary --model NAME [--input 1,28,28] [--batch N] [--device cpu|cuda[:N]] [--dtype f32]
+ *                [--classes N] [--stem imagenet|cifar] [--width-mult X]
  *   loom-summary --list
- * --input is one sample's shape (without the batch); each model has a default.
- * Counts (MACs, FLOPs, sizes) are for the whole batch.
- *   [--classes N] [--stem imagenet|cifar] [--width-mult X]
  * Any model of the zoo (loom/models.h); --input is one sample's shape (without
  * the batch), defaulting to the model's. Counts (MACs, FLOPs, sizes) are for the
- * whole batch.
+ * whole batch. A graph model (gcn) takes --input NODES,FEATURES (default 34,34)
+ * and runs on a ring graph of that many nodes.
  * Exit status: 0 on success, 1 when the model fails to build or run, 2 on bad
  * arguments (unknown model included). */
 #include <loom/loom.h>
@@ -60,6 +59,43 @@ static bool parse_dtype(const char *text, loom_dtype *dt) {
       return true;
     }
   return false;
+}
+
+/* A graph model (GCN) on random features [nodes, features] over a ring graph
+ * (node i joined to i + 1, the last to the first), its A_hat sparse. The
+ * scope holds every tensor made here, those of loom_gcn_adjacency included. */
+static int graph_summary(loom_module *m, int64_t nodes, int64_t features, loom_dtype dt, loom_device dev) {
+  int64_t *ring = malloc(2 * (size_t)nodes * sizeof *ring);
+  if (!ring) {
+    fprintf(stderr, "loom-summary: out of host memory for a ring of %lld nodes\n", (long long)nodes);
+    return 1;
+  }
+  for (int64_t i = 0; i < nodes; i++) {
+    ring[i] = i;
+    ring[nodes + i] = (i + 1) % nodes;
+  }
+  int status = 1;
+  loom_scope_begin();
+  loom_tensor *edges = loom_from_host(ring, LOOM_SHAPE(2, nodes), LOOM_I64, loom_cpu());
+  loom_tensor *idx = NULL, *val = NULL;
+  if (!edges || loom_gcn_adjacency(edges, nodes, &idx, &val)) {
+    fprintf(stderr, "loom-summary: cannot build the ring graph: %s\n", loom_last_error());
+  } else if (loom_module_to_device(m, dev) || loom_module_to_dtype(m, dt)) {
+    fprintf(stderr, "loom-summary: cannot move %s to %s %s: %s\n", loom_module_type(m), loom_device_name(dev),
+            loom_dtype_name(dt), loom_last_error());
+  } else {
+    loom_tensor *in[3] = {loom_rand(LOOM_SHAPE(nodes, features), dt, dev), loom_to(idx, dev, LOOM_I64),
+                          loom_to(val, dev, dt)};
+    printf("%lld nodes in a ring (%lld non-zeros in A_hat with the self loops), %lld random features each\n",
+           (long long)nodes, (long long)loom_numel(val), (long long)features);
+    if (!in[0] || !in[1] || !in[2] || loom_summary_n(m, in, 3, stdout))
+      fprintf(stderr, "loom-summary: %s\n", loom_last_error());
+    else
+      status = 0;
+  }
+  loom_scope_end();
+  free(ring);
+  return status;
 }
 
 int main(int argc, char **argv) {
@@ -154,14 +190,19 @@ int main(int argc, char **argv) {
 
   if (e->kind == LOOM_INPUT_TENSOR && e->input[1] && shape.ndim == 4)
     opts.in_channels = shape.d[1]; /* image models take --input's channels */
+  if (e->kind == LOOM_INPUT_GRAPH) {
+    if (shape.ndim != 3 || batch != 1) {
+      fprintf(stderr, "loom-summary: %s takes --input NODES,FEATURES (one graph, no --batch)\n", e->name);
+      return 2;
+    }
+    opts.in_channels = shape.d[2];
+  }
   loom_module *m = loom_model_create(e->name, &opts);
   int status = 1;
   if (m && e->kind == LOOM_INPUT_GRAPH) {
-    /* Two inputs (node features and adjacency): no table, only the counts. */
-    printf("%s: %lld parameters (%lld trainable); loom-summary draws no graph, so no table or MACs\n", e->name,
-           (long long)loom_module_num_params(m, false), (long long)loom_module_num_params(m, true));
+    status = graph_summary(m, shape.d[1], shape.d[2], dt, dev);
     loom_module_free(m);
-    return 0;
+    return status;
   }
   if (!m) {
     fprintf(stderr, "loom-summary: cannot build %s: %s\n", e->name, loom_last_error());

@@ -54,6 +54,10 @@ typedef struct loom_summary_stats {
 int loom_summary_stats_get(loom_module *m, loom_shape input, loom_dtype dt, loom_device dev,
                            loom_summary_stats *out);
 void loom_summary_stats_free(loom_summary_stats *s);
+/* The same for a model of several inputs (a GCN's node features and graph):
+ * runs loom_forward_n(m, inputs, n_in) on the caller's tensors. Sizes count
+ * every input's elements at 4 bytes. */
+int loom_summary_stats_get_n(loom_module *m, loom_tensor *const *inputs, int n_in, loom_summary_stats *out);
 
 /* Total multiply-accumulates of one forward on `input` (whole input); -1 on error. */
 int64_t loom_module_macs(loom_module *m, loom_shape input, loom_dtype dt, loom_device dev);
@@ -62,6 +66,8 @@ int64_t loom_module_macs(loom_module *m, loom_shape input, loom_dtype dt, loom_d
 char *loom_summary_string(loom_module *m, loom_shape input, loom_dtype dt, loom_device dev);
 /* Prints the summary table to out (stdout when NULL). Returns 0 or an error status. */
 int loom_summary(loom_module *m, loom_shape input, loom_dtype dt, loom_device dev, FILE *out);
+/* The table of loom_summary_stats_get_n, printed to out (stdout when NULL). */
+int loom_summary_n(loom_module *m, loom_tensor *const *inputs, int n_in, FILE *out);
 
 #ifdef __cplusplus
 }

@@ -78,11 +78,12 @@ static void conv_reset(loom_module *m) {
   loom_init_zeros_(loom_module_param(m, "bias"));
 }
 
+/* The propagation A_hat @ h only: the lin child's row counts X W. */
 static int64_t conv_macs(const loom_module *m, loom_tensor *const *in, int n_in, const loom_tensor *out) {
   const gcn_conv *s = loom_module_state(m);
   int64_t v = loom_shape_of(in[0]).d[0];
   int64_t spread = n_in == 2 ? v * v : loom_shape_of(in[1]).d[1];
-  return v * s->in * s->out + spread * s->out;
+  return spread * s->out;
 }
 
 static const loom_module_kind conv_kind = {

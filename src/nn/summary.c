@@ -83,6 +83,70 @@ static loom_tensor *random_input(loom_shape s, loom_dtype dt, loom_device dev) {
   return loom_randint(0, 2, s, dt, dev); /* valid ids for any Embedding */
 }
 
+/* Runs m once on in[0..n_in) in eval mode under no_grad with the recording
+ * hook, then restores the training flags and the generator of in[0]'s device. */
+static int collect(loom_module *m, loom_tensor *const *in, int n_in, loom_summary_stats *out) {
+  flags fl = {0};
+  loom_module_apply(m, save_flag, &fl);
+  if (fl.oom) {
+    free(fl.v);
+    return core_set_error(LOOM_ERR_OOM, "summary: out of host memory");
+  }
+  loom_device dev = loom_device_of(in[0]);
+  uint64_t seed, offset;
+  loom_rng_get_state(dev, &seed, &offset);
+  loom_module_train(m, false);
+
+  collector c = {.root = m};
+  loom_forward_hook user_hook;
+  void *user_data;
+  loom_get_forward_hook(&user_hook, &user_data);
+  loom_set_forward_hook(hook, &c);
+  loom_no_grad_begin();
+  loom_scope_begin();
+  bool ok = loom_forward_n(m, in, n_in) != NULL;
+  loom_scope_end();
+  loom_no_grad_end();
+  loom_set_forward_hook(user_hook, user_data);
+
+  loom_rng_set_state(dev, seed, offset);
+  fl.saved = fl.n;
+  fl.n = 0;
+  loom_module_apply(m, restore_flag, &fl);
+  free(fl.v);
+
+  if (!ok || c.oom) {
+    free(c.rows);
+    if (c.oom) return core_set_error(LOOM_ERR_OOM, "summary: out of host memory");
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", loom_last_error()); /* the error buffer is rewritten below */
+    char shapes[256] = "";
+    for (int i = 0, len = 0; i < n_in && len < (int)sizeof shapes; i++)
+      len += snprintf(shapes + len, sizeof shapes - (size_t)len, "%s%s", i ? " + " : "",
+                      loom_shape_str(loom_shape_of(in[i])));
+    return core_set_error(loom_last_status() ? loom_last_status() : LOOM_ERR_INVALID,
+                          "summary: forward of %s on input %s (%s, %s) failed: %s", loom_module_type(m), shapes,
+                          loom_dtype_name(loom_dtype_of(in[0])), loom_device_name(dev), msg);
+  }
+  out->rows = c.rows;
+  out->n_rows = c.n;
+  int64_t input_elements = 0;
+  for (int i = 0; i < n_in; i++) input_elements += loom_numel(in[i]);
+  for (int i = 0; i < c.n; i++) {
+    out->macs += c.rows[i].macs;
+    out->output_elements += loom_shape_numel(c.rows[i].output);
+  }
+  out->flops = 2 * out->macs;
+  out->total_params = loom_module_num_params(m, false);
+  out->trainable_params = loom_module_num_params(m, true);
+  out->non_trainable_params = out->total_params - out->trainable_params;
+  out->input_mb = (double)input_elements * 4.0 / MB;
+  out->forward_backward_mb = 2.0 * (double)out->output_elements * 4.0 / MB;
+  out->params_mb = (double)out->total_params * 4.0 / MB;
+  out->total_mb = out->input_mb + out->forward_backward_mb + out->params_mb;
+  return LOOM_OK;
+}
+
 int loom_summary_stats_get(loom_module *m, loom_shape input, loom_dtype dt, loom_device dev,
                            loom_summary_stats *out) {
   if (!out) return core_set_error(LOOM_ERR_INVALID, "summary: output struct is NULL");
@@ -94,63 +158,25 @@ int loom_summary_stats_get(loom_module *m, loom_shape input, loom_dtype dt, loom
   for (int i = 0; i < input.ndim; i++)
     if (input.d[i] <= 0)
       return core_set_error(LOOM_ERR_INVALID, "summary: input shape %s has a size < 1", loom_shape_str(input));
-
-  flags fl = {0};
-  loom_module_apply(m, save_flag, &fl);
-  if (fl.oom) {
-    free(fl.v);
-    return core_set_error(LOOM_ERR_OOM, "summary: out of host memory");
-  }
+  /* the random input leaves the device's generator as it was */
   uint64_t seed, offset;
   loom_rng_get_state(dev, &seed, &offset);
-  loom_module_train(m, false);
-
-  collector c = {.root = m};
-  loom_no_grad_begin();
   loom_scope_begin();
   loom_tensor *x = random_input(input, dt, dev);
-  loom_tensor *y = NULL;
-  if (x) {
-    loom_forward_hook user_hook;
-    void *user_data;
-    loom_get_forward_hook(&user_hook, &user_data);
-    loom_set_forward_hook(hook, &c);
-    y = loom_forward(m, x);
-    loom_set_forward_hook(user_hook, user_data);
-  }
+  int st = x ? collect(m, &x, 1, out) : (int)loom_last_status(); /* loom_rand set the error */
   loom_scope_end();
-  loom_no_grad_end();
-
   loom_rng_set_state(dev, seed, offset);
-  fl.saved = fl.n;
-  fl.n = 0;
-  loom_module_apply(m, restore_flag, &fl);
-  free(fl.v);
+  return st;
+}
 
-  if (!y || c.oom) {
-    free(c.rows);
-    if (c.oom) return core_set_error(LOOM_ERR_OOM, "summary: out of host memory");
-    char msg[512];
-    snprintf(msg, sizeof msg, "%s", loom_last_error()); /* the error buffer is rewritten below */
-    return core_set_error(loom_last_status() ? loom_last_status() : LOOM_ERR_INVALID,
-                          "summary: forward of %s on input %s (%s, %s) failed: %s", loom_module_type(m),
-                          loom_shape_str(input), loom_dtype_name(dt), loom_device_name(dev), msg);
-  }
-  out->rows = c.rows;
-  out->n_rows = c.n;
-  for (int i = 0; i < c.n; i++) {
-    out->macs += c.rows[i].macs;
-    out->output_elements += loom_shape_numel(c.rows[i].output);
-  }
-  out->flops = 2 * out->macs;
-  out->total_params = loom_module_num_params(m, false);
-  out->trainable_params = loom_module_num_params(m, true);
-  out->non_trainable_params = out->total_params - out->trainable_params;
-  out->input_mb = (double)loom_shape_numel(input) * 4.0 / MB;
-  out->forward_backward_mb = 2.0 * (double)out->output_elements * 4.0 / MB;
-  out->params_mb = (double)out->total_params * 4.0 / MB;
-  out->total_mb = out->input_mb + out->forward_backward_mb + out->params_mb;
-  return LOOM_OK;
+int loom_summary_stats_get_n(loom_module *m, loom_tensor *const *inputs, int n_in, loom_summary_stats *out) {
+  if (!out) return core_set_error(LOOM_ERR_INVALID, "summary: output struct is NULL");
+  memset(out, 0, sizeof *out);
+  if (!m) return core_null_error("summary: module is NULL");
+  if (!inputs || n_in < 1) return core_set_error(LOOM_ERR_INVALID, "summary: needs at least one input, got %d", n_in);
+  for (int i = 0; i < n_in; i++)
+    if (!inputs[i]) return core_null_error("summary: input %d is NULL", i);
+  return collect(m, inputs, n_in, out);
 }
 
 void loom_summary_stats_free(loom_summary_stats *s) {
@@ -239,34 +265,32 @@ static void rule(text *t, char ch) {
   put(t, "%s", line);
 }
 
-char *loom_summary_string(loom_module *m, loom_shape input, loom_dtype dt, loom_device dev) {
-  loom_summary_stats s;
-  if (loom_summary_stats_get(m, input, dt, dev, &s)) return NULL;
+/* The table of s, then the line saying what it was measured on (`input`). */
+static char *table(loom_summary_stats *s, const char *input) {
   text t = {0};
   char a[32], b[32], c[32], shape[160];
   rule(&t, '-');
   put(&t, "%20s  %25s %15s %15s %15s\n", "Layer (type)", "Output Shape", "Param #", "MACs", "FLOPs");
   rule(&t, '=');
-  for (int i = 0; i < s.n_rows; i++) {
-    const loom_summary_row *r = &s.rows[i];
+  for (int i = 0; i < s->n_rows; i++) {
+    const loom_summary_row *r = &s->rows[i];
     put(&t, "%20s  %25s %15s %15s %15s\n", r->name, batchless(r->output, shape, sizeof shape), commas(r->params, a),
         commas(r->macs, b), commas(2 * r->macs, c));
   }
   rule(&t, '=');
-  put(&t, "Total params: %s\n", commas(s.total_params, a));
-  put(&t, "Trainable params: %s\n", commas(s.trainable_params, a));
-  put(&t, "Non-trainable params: %s\n", commas(s.non_trainable_params, a));
-  put(&t, "Total MACs: %s\n", commas(s.macs, a));
-  put(&t, "Total FLOPs: %s\n", commas(s.flops, a));
+  put(&t, "Total params: %s\n", commas(s->total_params, a));
+  put(&t, "Trainable params: %s\n", commas(s->trainable_params, a));
+  put(&t, "Non-trainable params: %s\n", commas(s->non_trainable_params, a));
+  put(&t, "Total MACs: %s\n", commas(s->macs, a));
+  put(&t, "Total FLOPs: %s\n", commas(s->flops, a));
   rule(&t, '-');
-  put(&t, "Input size (MB): %.2f\n", s.input_mb);
-  put(&t, "Forward/backward pass size (MB): %.2f\n", s.forward_backward_mb);
-  put(&t, "Params size (MB): %.2f\n", s.params_mb);
-  put(&t, "Estimated Total Size (MB): %.2f\n", s.total_mb);
+  put(&t, "Input size (MB): %.2f\n", s->input_mb);
+  put(&t, "Forward/backward pass size (MB): %.2f\n", s->forward_backward_mb);
+  put(&t, "Params size (MB): %.2f\n", s->params_mb);
+  put(&t, "Estimated Total Size (MB): %.2f\n", s->total_mb);
   rule(&t, '-');
-  put(&t, "Input %s (%s, %s): MACs, FLOPs and sizes are for the whole batch of %lld\n", loom_shape_str(input),
-      loom_dtype_name(dt), loom_device_name(dev), (long long)input.d[0]);
-  loom_summary_stats_free(&s);
+  put(&t, "%s\n", input);
+  loom_summary_stats_free(s);
   if (t.oom) {
     free(t.s);
     core_set_error(LOOM_ERR_OOM, "summary: out of host memory");
@@ -275,11 +299,37 @@ char *loom_summary_string(loom_module *m, loom_shape input, loom_dtype dt, loom_
   return t.s;
 }
 
-int loom_summary(loom_module *m, loom_shape input, loom_dtype dt, loom_device dev, FILE *out) {
-  char *s = loom_summary_string(m, input, dt, dev);
+char *loom_summary_string(loom_module *m, loom_shape input, loom_dtype dt, loom_device dev) {
+  loom_summary_stats s;
+  if (loom_summary_stats_get(m, input, dt, dev, &s)) return NULL;
+  char line[256];
+  snprintf(line, sizeof line, "Input %s (%s, %s): MACs, FLOPs and sizes are for the whole batch of %lld",
+           loom_shape_str(input), loom_dtype_name(dt), loom_device_name(dev), (long long)input.d[0]);
+  return table(&s, line);
+}
+
+static int print(char *s, FILE *out) {
   if (!s) return loom_last_status() ? loom_last_status() : LOOM_ERR_INTERNAL;
   int st = fputs(s, out ? out : stdout) < 0 ? LOOM_ERR_IO : LOOM_OK;
   free(s);
   if (st) core_set_error(LOOM_ERR_IO, "summary: cannot write the table");
   return st;
+}
+
+int loom_summary(loom_module *m, loom_shape input, loom_dtype dt, loom_device dev, FILE *out) {
+  return print(loom_summary_string(m, input, dt, dev), out);
+}
+
+int loom_summary_n(loom_module *m, loom_tensor *const *inputs, int n_in, FILE *out) {
+  loom_summary_stats s;
+  if (loom_summary_stats_get_n(m, inputs, n_in, &s)) return loom_last_status();
+  char line[512];
+  int len = snprintf(line, sizeof line, "Inputs");
+  for (int i = 0; i < n_in && len < (int)sizeof line; i++)
+    len += snprintf(line + len, sizeof line - (size_t)len, "%s %s %s", i ? "," : "",
+                    loom_shape_str(loom_shape_of(inputs[i])), loom_dtype_name(loom_dtype_of(inputs[i])));
+  if (len < (int)sizeof line)
+    snprintf(line + len, sizeof line - (size_t)len, " (%s): MACs, FLOPs and sizes are for these inputs",
+             loom_device_name(loom_device_of(inputs[0])));
+  return print(table(&s, line), out);
 }
