@@ -27,7 +27,7 @@ int main(int argc, char **argv) {
   fashion_opts o = {"/usr/share/datasets/fashion-mnist", NULL, 10, 64, 0, 0, 1e-3};
   if (fashion_parse("bn_cnn", argc, argv, &o)) return 2;
   loom_device dev;
-  int rc = fashion_device("bn_cnn", &o, &dev);
+  int rc = ex_device("bn_cnn", o.device, 0, &dev);
   if (rc) return rc;
   loom_loader *train_loader, *test_loader;
   if (fashion_loaders("bn_cnn", &o, dev, &train_loader, &test_loader)) return 1;
@@ -44,11 +44,11 @@ int main(int argc, char **argv) {
          loom_device_name(dev));
   printf("BatchNorm CNN (%lld parameters), Adam lr %g with cosine decay, batch size %ld, %ld epochs\n",
          (long long)loom_module_num_params(net, false), o.lr, o.batch_size, o.epochs);
-  double t_start = fashion_now(), acc = NAN;
+  double t_start = ex_now(), acc = NAN;
   for (long epoch = 1; epoch <= o.epochs; epoch++) {
-    double t0 = fashion_now(), loss;
+    double t0 = ex_now(), loss;
     if (fashion_train_epoch(net, opt, train_loader, epoch, &loss)) goto done;
-    double n = (double)loom_loader_num_samples(train_loader), secs = fashion_now() - t0;
+    double n = (double)loom_loader_num_samples(train_loader), secs = ex_now() - t0;
     double lr = loom_optimizer_get_lr(opt, 0);
     /* the test set, to follow progress; no choices are made on it */
     if (loom_evaluate(net, test_loader, NULL, &acc) || isnan(acc) || loom_scheduler_step(sched)) goto done;
@@ -58,7 +58,7 @@ int main(int argc, char **argv) {
   }
   if (isnan(acc)) goto done;
   printf("test accuracy %.2f%% (%lld images), training %.1f s\n", 100 * acc,
-         (long long)loom_loader_num_samples(test_loader), fashion_now() - t_start);
+         (long long)loom_loader_num_samples(test_loader), ex_now() - t_start);
   rc = 0;
 done:
   if (rc) fprintf(stderr, "bn_cnn: %s\n", loom_last_error());

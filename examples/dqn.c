@@ -7,36 +7,17 @@
  *
  * Progress lines every 20 episodes go to stderr; the last line on stdout is
  *   "dqn: solved|not solved: episodes E, steps S, mean length of the last 100 M, T s". */
-#define _POSIX_C_SOURCE 200809L /* clock_gettime */
-#include <errno.h>
-#include <loom/loom.h>
+#include "example_util.h" /* first: it sets _POSIX_C_SOURCE */
+
 #include <loom/models.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define PROG "dqn"
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int usage(const char *msg, const char *arg) {
   fprintf(stderr, "%s: %s%s%s\nusage: %s [--steps N] [--seed N] [--device cpu|cuda[:N]] [--out FILE] [--threads N] [--quiet]\n",
           PROG, msg, arg ? " " : "", arg ? arg : "", PROG);
   return 2;
-}
-
-static bool parse_int(const char *s, long long min, long long *out) {
-  char *end;
-  errno = 0;
-  long long v = strtoll(s, &end, 10);
-  if (errno || end == s || *end || v < min) return false;
-  *out = v;
-  return true;
 }
 
 /* Greedy episodes with the trained network: mean length. */
@@ -64,7 +45,7 @@ static double evaluate(loom_module *q, loom_device dev, uint64_t seed, int episo
 }
 
 int main(int argc, char **argv) {
-  long long steps = 50000, seed = 1, threads = 0;
+  long steps = 50000, seed = 1, threads = 0;
   const char *device = "cpu", *out = NULL;
   bool quiet = false;
   for (int i = 1; i < argc; i++) {
@@ -78,18 +59,15 @@ int main(int argc, char **argv) {
       return usage("unknown flag", a);
     if (!v) return usage("missing value for", a);
     i++;
-    if (!strcmp(a, "--steps") && !parse_int(v, 1, &steps)) return usage("--steps needs an integer >= 1, got", v);
-    if (!strcmp(a, "--seed") && !parse_int(v, 0, &seed)) return usage("--seed needs an integer >= 0, got", v);
-    if (!strcmp(a, "--threads") && !parse_int(v, 0, &threads)) return usage("--threads needs an integer >= 0, got", v);
+    if (!strcmp(a, "--steps") && ex_parse_long(PROG, a, v, 1, LONG_MAX, &steps)) return 2;
+    if (!strcmp(a, "--seed") && ex_parse_long(PROG, a, v, 0, LONG_MAX, &seed)) return 2;
+    if (!strcmp(a, "--threads") && ex_parse_long(PROG, a, v, 0, INT_MAX, &threads)) return 2;
     if (!strcmp(a, "--device")) device = v;
     if (!strcmp(a, "--out")) out = v;
   }
   loom_device dev;
-  if (!loom_device_parse(device, &dev)) return usage(loom_last_error(), NULL);
-  if (dev.type == LOOM_CUDA && dev.index >= loom_cuda_device_count()) {
-    fprintf(stderr, "%s: --device %s: no such CUDA device (%d visible)\n", PROG, device, loom_cuda_device_count());
-    return 1;
-  }
+  int st = ex_device(PROG, device, 0, &dev);
+  if (st) return st;
   if (threads) loom_set_num_threads((int)threads);
   loom_manual_seed((uint64_t)seed);
   loom_module *q = loom_model_dqn(NULL);
@@ -98,18 +76,18 @@ int main(int argc, char **argv) {
     loom_module_free(q);
     return 1;
   }
-  printf("%s: DQN %lld parameters on %s, CartPole-v1, at most %lld steps, seed %lld\n", PROG,
+  printf("%s: DQN %lld parameters on %s, CartPole-v1, at most %ld steps, seed %ld\n", PROG,
          (long long)loom_module_num_params(q, false), loom_device_name(dev), steps, seed);
   fflush(stdout);
   loom_dqn_opts o = {.max_steps = steps, .seed = (uint64_t)seed, .verbose = !quiet};
   loom_dqn_result r;
-  double t0 = now();
+  double t0 = ex_now();
   if (loom_dqn_train_cartpole(q, &o, &r)) {
     fprintf(stderr, "%s: training failed: %s\n", PROG, loom_last_error());
     loom_module_free(q);
     return 1;
   }
-  double secs = now() - t0;
+  double secs = ex_now() - t0;
   printf("%s: greedy evaluation: mean length %.1f over 10 episodes\n", PROG, evaluate(q, dev, (uint64_t)seed + 1000, 10));
   int rc = 0;
   if (out) {

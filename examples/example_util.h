@@ -1,7 +1,8 @@
 /* Small helpers shared by the examples: a monotonic clock, h:mm:ss, flag
  * values with range checks and the --device choice. Header-only, because each
  * file in examples/ is its own program; every message starts with the
- * program's name. */
+ * program's name. Include it first: it sets _POSIX_C_SOURCE for the system
+ * headers that follow. */
 #ifndef LOOM_EXAMPLES_EXAMPLE_UTIL_H
 #define LOOM_EXAMPLES_EXAMPLE_UTIL_H
 

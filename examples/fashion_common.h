@@ -1,17 +1,12 @@
 /* Shared by the small Fashion-MNIST examples (mlp.c, bn_cnn.c, vae.c, gan.c): their common
- * flags, device choice, the train / test loaders and the epoch loop. Header-only, because each
- * file in examples/ is its own program. */
+ * flags, the train / test loaders, the epoch loop and a PGM grid of images, on top of
+ * example_util.h (clock, flag values, --device). Header-only, because each file in examples/
+ * is its own program. */
 #ifndef LOOM_EXAMPLES_FASHION_COMMON_H
 #define LOOM_EXAMPLES_FASHION_COMMON_H
 
-#define _POSIX_C_SOURCE 200809L /* clock_gettime */
-#include <errno.h>
-#include <loom/loom.h>
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
+#include "example_util.h" /* first: it sets _POSIX_C_SOURCE */
 #include <string.h>
-#include <time.h>
 
 static const float FASHION_MEAN = 0.2860f, FASHION_STD = 0.3530f; /* Fashion-MNIST training set */
 
@@ -20,12 +15,6 @@ typedef struct fashion_opts {
   long epochs, batch_size, limit, seed;
   double lr;
 } fashion_opts;
-
-static inline double fashion_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static inline void fashion_usage(FILE *to, const char *prog, const fashion_opts *d) {
   fprintf(to, "usage: %s [--data DIR] [--epochs N] [--batch-size N] [--lr X] [--device cpu|cuda[:N]]\n"
@@ -50,16 +39,10 @@ static inline int fashion_parse_flags(const char *prog, int argc, char **argv, f
       return -1;
     }
     const char *v = argv[++i];
-    char *end;
-    errno = 0;
     if (!strcmp(a, "--data")) { o->data = v; continue; }
     if (!strcmp(a, "--device")) { o->device = v; continue; }
     if (!strcmp(a, "--lr")) {
-      o->lr = strtod(v, &end);
-      if (end == v || *end || !(o->lr > 0)) {
-        fprintf(stderr, "%s: --lr needs a positive number, got '%s'\n", prog, v);
-        return -1;
-      }
+      if (ex_parse_double(prog, a, v, 0, 1, &o->lr)) return -1;
       continue;
     }
     long *dst = !strcmp(a, "--epochs") ? &o->epochs : !strcmp(a, "--batch-size") ? &o->batch_size
@@ -68,12 +51,7 @@ static inline int fashion_parse_flags(const char *prog, int argc, char **argv, f
       fprintf(stderr, "%s: unknown option %s\n", prog, a);
       return -1;
     }
-    long lo = dst == &o->seed ? 0 : 1;
-    *dst = strtol(v, &end, 10);
-    if (errno || end == v || *end || *dst < lo) {
-      fprintf(stderr, "%s: %s needs an integer >= %ld, got '%s'\n", prog, a, lo, v);
-      return -1;
-    }
+    if (ex_parse_long(prog, a, v, dst == &o->seed ? 0 : 1, LONG_MAX, dst)) return -1;
   }
   return 0;
 }
@@ -85,20 +63,18 @@ static inline int fashion_parse(const char *prog, int argc, char **argv, fashion
   return -1;
 }
 
-/* The device of --device (cuda:0 when a GPU is visible, else cpu); returns
- * the exit status (0 = go on). */
-static inline int fashion_device(const char *prog, const fashion_opts *o, loom_device *dev) {
-  *dev = loom_cuda_device_count() > 0 ? loom_cuda(0) : loom_cpu();
-  if (o->device && !loom_device_parse(o->device, dev)) {
-    fprintf(stderr, "%s: --device: %s\n", prog, loom_last_error());
-    return 2;
-  }
-  if (dev->type == LOOM_CUDA && dev->index >= loom_cuda_device_count()) {
-    fprintf(stderr, "%s: --device %s: %d CUDA devices visible\n", prog, loom_device_name(*dev),
-            loom_cuda_device_count());
-    return 1;
-  }
-  return 0;
+/* An 8x8 grid of 28x28 images (64 rows of 784 floats in [lo, 1]) as binary
+ * PGM; 0, or -1 with errno set. */
+static inline int fashion_write_pgm(const char *path, const float *img, float lo) {
+  FILE *f = fopen(path, "wb");
+  if (!f) return -1;
+  fprintf(f, "P5\n%d %d\n255\n", 8 * 28, 8 * 28);
+  for (int r = 0; r < 8 * 28; r++)
+    for (int c = 0; c < 8 * 28; c++) {
+      float v = (img[(r / 28 * 8 + c / 28) * 784 + (r % 28) * 28 + c % 28] - lo) / (1 - lo);
+      fputc((int)(255 * (v < 0 ? 0 : v > 1 ? 1 : v) + 0.5f), f);
+    }
+  return fclose(f) ? -1 : 0;
 }
 
 /* The loader of --data's train images (shuffled, the first --limit of them,

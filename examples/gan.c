@@ -9,9 +9,9 @@
  * Prints the losses, mean D(x), D(G(z)) and samples/s (every 100 steps and per
  * epoch); writes DIR/<model>.safetensors (loom_module_save) and
  * DIR/<model>_samples.pgm (an 8x8 grid of generated images). */
-#include <sys/stat.h>
+#include "fashion_common.h" /* first: it sets _POSIX_C_SOURCE */
 
-#include "fashion_common.h"
+#include <sys/stat.h>
 
 #define LATENT 100
 
@@ -24,19 +24,6 @@ static void take_flags(int *argc, char **argv, const char **out, const char **mo
     else argv[k++] = argv[i];
   }
   *argc = k;
-}
-
-/* An 8x8 grid of 28x28 images in [-1, 1] (64 rows of 784 floats) as binary PGM. */
-static int write_pgm(const char *path, const float *img) {
-  FILE *f = fopen(path, "wb");
-  if (!f) return -1;
-  fprintf(f, "P5\n%d %d\n255\n", 8 * 28, 8 * 28);
-  for (int r = 0; r < 8 * 28; r++)
-    for (int c = 0; c < 8 * 28; c++) {
-      float v = 0.5f * (img[(r / 28 * 8 + c / 28) * 784 + (r % 28) * 28 + c % 28] + 1);
-      fputc((int)(255 * (v < 0 ? 0 : v > 1 ? 1 : v) + 0.5f), f);
-    }
-  return fclose(f) ? -1 : 0;
 }
 
 static int generate(loom_module *gan, loom_device dev, float *img) {
@@ -65,7 +52,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   loom_device dev;
-  int rc = fashion_device("gan", &o, &dev);
+  int rc = ex_device("gan", o.device, 0, &dev);
   if (rc) return rc;
   static const float half = 0.5f; /* (x - 0.5) / 0.5: pixels in [-1, 1] like the generator's Tanh */
   loom_loader *loader = fashion_loader(&o, dev, true, &half, &half, true);
@@ -90,10 +77,10 @@ int main(int argc, char **argv) {
          model, (long long)loom_module_num_params(loom_module_child(gan, "generator"), false),
          (long long)loom_module_num_params(loom_module_child(gan, "discriminator"), false), o.lr, o.batch_size,
          o.epochs);
-  double t_start = fashion_now(), first_d = NAN, last_d = NAN;
+  double t_start = ex_now(), first_d = NAN, last_d = NAN;
   long step = 0;
   for (long epoch = 1; epoch <= o.epochs; epoch++) {
-    double t0 = fashion_now(), tw = t0, sum[4] = {0};
+    double t0 = ex_now(), tw = t0, sum[4] = {0};
     long n = 0, since = 0;
     if (loom_loader_start_epoch(loader, epoch - 1)) goto done;
     loom_tensor *x, *y;
@@ -111,7 +98,7 @@ int main(int argc, char **argv) {
       sum[0] += st.d_loss, sum[1] += st.g_loss, sum[2] += st.d_real, sum[3] += st.d_fake;
       if (step == 1) first_d = st.d_loss;
       if (step % 100 == 0) {
-        double now = fashion_now();
+        double now = ex_now();
         printf("  step %ld  d_loss %.3f  g_loss %.3f  D(x) %.3f  D(G(z)) %.3f  %.0f samples/s\n", step, st.d_loss,
                st.g_loss, st.d_real, st.d_fake, (double)(since * o.batch_size) / (now - tw));
         fflush(stdout);
@@ -119,7 +106,7 @@ int main(int argc, char **argv) {
       }
     }
     if (loom_last_status() != LOOM_OK || n == 0) goto done;
-    double secs = fashion_now() - t0;
+    double secs = ex_now() - t0;
     last_d = sum[0] / n;
     printf("epoch %ld/%ld  d_loss %.3f  g_loss %.3f  D(x) %.3f  D(G(z)) %.3f  %.0f samples/s  (%.1f s, %ld steps)\n",
            epoch, o.epochs, last_d, sum[1] / n, sum[2] / n, sum[3] / n, (double)(n * o.batch_size) / secs, secs,
@@ -127,7 +114,7 @@ int main(int argc, char **argv) {
     fflush(stdout);
   }
   printf("training %.1f s; discriminator loss %s from %.3f (first step) to %.3f (last epoch's mean)\n",
-         fashion_now() - t_start, last_d < first_d ? "fell" : "did not fall", first_d, last_d);
+         ex_now() - t_start, last_d < first_d ? "fell" : "did not fall", first_d, last_d);
   mkdir(out, 0777); /* may exist already */
   char path[4096];
   snprintf(path, sizeof path, "%s/%s.safetensors", out, model);
@@ -135,7 +122,7 @@ int main(int argc, char **argv) {
   printf("model saved: %s\n", path);
   snprintf(path, sizeof path, "%s/%s_samples.pgm", out, model);
   if (generate(gan, dev, img)) goto done;
-  if (write_pgm(path, img)) {
+  if (fashion_write_pgm(path, img, -1)) {
     fprintf(stderr, "gan: cannot write %s: %s\n", path, strerror(errno));
     goto done;
   }

@@ -17,13 +17,11 @@
  * Progress lines give the loss and tokens/s; the run ends with a sampled
  * continuation (temperature, top-k). tools/bench_gpt_torch.py is the same
  * recipe in PyTorch, printing the same lines. */
-#include <limits.h>
-#include <loom/loom.h>
+#include "example_util.h" /* first: it sets _POSIX_C_SOURCE */
+
 #include <loom/models.h>
 #include <loom/train.h>
 #include <string.h>
-
-#include "example_util.h"
 
 #define PROG "gpt_train"
 #define DEFAULT_TEXT "/usr/share/common-licenses/GPL-3"
@@ -313,7 +311,7 @@ int main(int argc, char **argv) {
   if (!sched) goto fail;
 
   const int64_t per_epoch = loom_loader_num_batches(loader);
-  char where[160];
+  char where[288]; /* a device name is up to 256 bytes */
   if (dev.type == LOOM_CPU) snprintf(where, sizeof where, "%d threads", loom_num_threads());
   else {
     loom_device_info di;

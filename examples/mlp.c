@@ -11,7 +11,7 @@ int main(int argc, char **argv) {
   fashion_opts o = {"/usr/share/datasets/fashion-mnist", NULL, 5, 64, 0, 0, 0.05};
   if (fashion_parse("mlp", argc, argv, &o)) return 2;
   loom_device dev;
-  int rc = fashion_device("mlp", &o, &dev);
+  int rc = ex_device("mlp", o.device, 0, &dev);
   if (rc) return rc;
   loom_loader *train_loader, *test_loader;
   if (fashion_loaders("mlp", &o, dev, &train_loader, &test_loader)) return 1;
@@ -26,18 +26,18 @@ int main(int argc, char **argv) {
          loom_device_name(dev));
   printf("MLP 784-256-10 (%lld parameters), SGD lr %g, batch size %ld, %ld epochs\n",
          (long long)loom_module_num_params(net, false), o.lr, o.batch_size, o.epochs);
-  double t_start = fashion_now();
+  double t_start = ex_now();
   for (long epoch = 1; epoch <= o.epochs; epoch++) {
-    double t0 = fashion_now(), loss;
+    double t0 = ex_now(), loss;
     if (fashion_train_epoch(net, opt, train_loader, epoch, &loss)) goto done;
-    double n = (double)loom_loader_num_samples(train_loader), secs = fashion_now() - t0;
+    double n = (double)loom_loader_num_samples(train_loader), secs = ex_now() - t0;
     printf("epoch %ld/%ld  loss %.4f  %.0f samples/s  (%.1f s)\n", epoch, o.epochs, loss, n / secs, secs);
     fflush(stdout);
   }
   double acc;
   if (loom_evaluate(net, test_loader, NULL, &acc) || isnan(acc)) goto done;
   printf("test accuracy %.2f%% (%lld images), training %.1f s\n", 100 * acc,
-         (long long)loom_loader_num_samples(test_loader), fashion_now() - t_start);
+         (long long)loom_loader_num_samples(test_loader), ex_now() - t_start);
   rc = 0;
 done:
   if (rc) fprintf(stderr, "mlp: %s\n", loom_last_error());

@@ -20,16 +20,11 @@
  * run, the time 10 epochs on all the training images would take, extrapolated.
  * tools/bench_resnet_torch.py runs the same recipe in PyTorch and prints the
  * same lines. */
-#define _POSIX_C_SOURCE 200809L /* clock_gettime */
-#include <errno.h>
-#include <loom/loom.h>
+#include "example_util.h" /* first: it sets _POSIX_C_SOURCE */
+
 #include <loom/models.h>
 #include <loom/train.h>
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define PROG "resnet_train"
 #define CLASSES 10
@@ -57,20 +52,6 @@ typedef struct run_state {
   int64_t steps;             /* steps run in this fit */
 } run_state;
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* "1:02:03" or "2:03" */
-static const char *hms(double s, char *buf, size_t size) {
-  long t = (long)(s + 0.5);
-  if (t >= 3600) snprintf(buf, size, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-  else snprintf(buf, size, "%ld:%02ld", t / 60, t % 60);
-  return buf;
-}
-
 static void usage(FILE *to) {
   fprintf(to,
           "usage: " PROG " [--model NAME] [--epochs N] [--batch-size N] [--lr X] [--momentum X]\n"
@@ -89,29 +70,6 @@ static void usage(FILE *to) {
           "uses a random crop with padding 4 and horizontal flips unless --no-augment.\n"
           "--resume continues from the newest checkpoint in the --checkpoint folder (same flags).\n"
           "SIGINT / SIGTERM save a checkpoint at the next step boundary and stop.\n");
-}
-
-static int parse_long(const char *flag, const char *text, long lo, long *out) {
-  char *end;
-  errno = 0;
-  long v = strtol(text, &end, 10);
-  if (errno || end == text || *end || v < lo) {
-    fprintf(stderr, PROG ": %s needs an integer >= %ld, got '%s'\n", flag, lo, text);
-    return -1;
-  }
-  *out = v;
-  return 0;
-}
-
-static int parse_double(const char *flag, const char *text, double lo, double *out) {
-  char *end;
-  double v = strtod(text, &end);
-  if (end == text || *end || !(v >= lo) || !isfinite(v)) {
-    fprintf(stderr, PROG ": %s needs a number >= %g, got '%s'\n", flag, lo, text);
-    return -1;
-  }
-  *out = v;
-  return 0;
 }
 
 static int parse_args(int argc, char **argv, options *o) {
@@ -145,16 +103,16 @@ static int parse_args(int argc, char **argv, options *o) {
       }
       o->dtype = v;
     }
-    else if (!strcmp(a, "--epochs")) { if (parse_long(a, v, 1, &n)) return -1; o->epochs = (int)n; }
-    else if (!strcmp(a, "--log-every")) { if (parse_long(a, v, 1, &n)) return -1; o->log_every = (int)n; }
-    else if (!strcmp(a, "--threads")) { if (parse_long(a, v, 0, &n)) return -1; o->threads = (int)n; }
-    else if (!strcmp(a, "--batch-size")) { if (parse_long(a, v, 1, &o->batch_size)) return -1; }
-    else if (!strcmp(a, "--limit")) { if (parse_long(a, v, 1, &o->limit)) return -1; }
-    else if (!strcmp(a, "--test-limit")) { if (parse_long(a, v, 1, &o->test_limit)) return -1; }
-    else if (!strcmp(a, "--seed")) { if (parse_long(a, v, 0, &n)) return -1; o->seed = (unsigned long)n; }
-    else if (!strcmp(a, "--lr")) { if (parse_double(a, v, 1e-12, &o->lr)) return -1; }
-    else if (!strcmp(a, "--momentum")) { if (parse_double(a, v, 0, &o->momentum)) return -1; }
-    else if (!strcmp(a, "--weight-decay")) { if (parse_double(a, v, 0, &o->weight_decay)) return -1; }
+    else if (!strcmp(a, "--epochs")) { if (ex_parse_long(PROG, a, v, 1, INT_MAX, &n)) return -1; o->epochs = (int)n; }
+    else if (!strcmp(a, "--log-every")) { if (ex_parse_long(PROG, a, v, 1, INT_MAX, &n)) return -1; o->log_every = (int)n; }
+    else if (!strcmp(a, "--threads")) { if (ex_parse_long(PROG, a, v, 0, INT_MAX, &n)) return -1; o->threads = (int)n; }
+    else if (!strcmp(a, "--batch-size")) { if (ex_parse_long(PROG, a, v, 1, LONG_MAX, &o->batch_size)) return -1; }
+    else if (!strcmp(a, "--limit")) { if (ex_parse_long(PROG, a, v, 1, LONG_MAX, &o->limit)) return -1; }
+    else if (!strcmp(a, "--test-limit")) { if (ex_parse_long(PROG, a, v, 1, LONG_MAX, &o->test_limit)) return -1; }
+    else if (!strcmp(a, "--seed")) { if (ex_parse_long(PROG, a, v, 0, LONG_MAX, &n)) return -1; o->seed = (unsigned long)n; }
+    else if (!strcmp(a, "--lr")) { if (ex_parse_double(PROG, a, v, 0, 1, &o->lr)) return -1; }
+    else if (!strcmp(a, "--momentum")) { if (ex_parse_double(PROG, a, v, 0, 0, &o->momentum)) return -1; }
+    else if (!strcmp(a, "--weight-decay")) { if (ex_parse_double(PROG, a, v, 0, 0, &o->weight_decay)) return -1; }
     else {
       fprintf(stderr, PROG ": unknown option %s\n", a);
       return -1;
@@ -190,7 +148,7 @@ static int on_step(loom_trainer *t, int64_t step, double loss, void *user) {
   r->steps++;
   loom_loader_pos p = loom_loader_position(r->loader);
   if (p.batch < loom_loader_num_batches(r->loader) || p.epoch < 0 || p.epoch >= r->epochs) return 0;
-  double now = now_s();
+  double now = ex_now();
   r->epoch_s[p.epoch] = now - r->t_mark;
   r->partial[p.epoch] = p.epoch == r->start_epoch && r->start_batch > 0;
   r->t_mark = now;
@@ -237,22 +195,10 @@ int main(int argc, char **argv) {
   }
   const int side = info->input[1] == 28 && info->input[2] == 28 ? 28 : 32; /* ResNet & co: padded to 32x32 */
 
-  loom_device dev = loom_cuda_device_count() > 0 ? loom_cuda(0) : loom_cpu();
-  if (o.device && !loom_device_parse(o.device, &dev)) {
-    fprintf(stderr, PROG ": --device: %s\n", loom_last_error());
-    return 2;
-  }
   const bool bf16 = !strcmp(o.dtype, "bf16");
-  if (bf16 && dev.type != LOOM_CUDA) {
-    fprintf(stderr, PROG ": --dtype bf16 needs a CUDA device (a bf16 autocast region on the GPU); "
-                    "on the CPU use --dtype f32\n");
-    return 2;
-  }
-  if (dev.type == LOOM_CUDA && dev.index >= loom_cuda_device_count()) {
-    fprintf(stderr, PROG ": --device %s: %d CUDA devices visible (CUDA built: %s)\n", loom_device_name(dev),
-            loom_cuda_device_count(), loom_cuda_is_built() ? "yes" : "no");
-    return 1;
-  }
+  loom_device dev;
+  int dev_status = ex_device(PROG, o.device, bf16, &dev);
+  if (dev_status) return dev_status;
   if (o.threads > 0) loom_set_num_threads(o.threads);
   if (o.tf32) loom_set_tf32(true);
 
@@ -368,7 +314,7 @@ int main(int argc, char **argv) {
   }
   rs.start_epoch = loom_loader_position(loader).epoch;
   rs.start_batch = loom_loader_position(loader).batch;
-  rs.t_mark = now_s();
+  rs.t_mark = ex_now();
   loom_train_status st = loom_trainer_fit(trainer);
   loom_train_stats ts = loom_trainer_stats(trainer);
   if (st == LOOM_TRAIN_INTERRUPTED) {
@@ -408,8 +354,8 @@ int main(int argc, char **argv) {
       char b1[32], b2[32];
       double epoch_full = (double)full_train / ts.samples_per_s;
       printf("extrapolated to all %lld training images from %.*f samples/s (not measured): %s per epoch, "
-             "%s for %d epochs\n", (long long)full_train, rate_digits, ts.samples_per_s, hms(epoch_full, b1, sizeof b1),
-             hms(FULL_EPOCHS * epoch_full, b2, sizeof b2), FULL_EPOCHS);
+             "%s for %d epochs\n", (long long)full_train, rate_digits, ts.samples_per_s, ex_hms(epoch_full, b1, sizeof b1),
+             ex_hms(FULL_EPOCHS * epoch_full, b2, sizeof b2), FULL_EPOCHS);
     }
   }
   if (o.test_limit > 0 && loom_dataset_len(test_ds) < full_test)

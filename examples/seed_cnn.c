@@ -14,17 +14,13 @@
  * (samples/s after the first step), the inference latency of one image (the
  * first call, timed from program start, then mean / p50 / p99 over 200 calls)
  * and the path of the last checkpoint. */
-#define _POSIX_C_SOURCE 200809L /* clock_gettime, isatty, fileno */
-#include <errno.h>
-#include <loom/loom.h>
+#include "example_util.h" /* first: it sets _POSIX_C_SOURCE (clock_gettime, isatty, fileno) */
+
 #include <loom/train.h>
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#define PROG "seed_cnn"
 #define LATENCY_RUNS 200
 static const float PIXEL_MEAN = 0.2860f, PIXEL_STD = 0.3530f; /* Fashion-MNIST training set */
 
@@ -38,12 +34,6 @@ typedef struct options {
 
 static double t_program; /* process start, for the first-inference latency */
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void usage(FILE *to) {
   fprintf(to,
           "usage: seed_cnn [--epochs N] [--batch-size N] [--lr X] [--momentum X] [--device cpu|cuda[:N]]\n"
@@ -53,29 +43,6 @@ static void usage(FILE *to) {
           "          --checkpoint checkpoints; --limit 0 (all 60000 training images); --log-every 100\n"
           "--resume continues from the newest checkpoint in the --checkpoint folder (same flags).\n"
           "SIGINT / SIGTERM save a checkpoint at the next step boundary and stop.\n");
-}
-
-static int parse_long(const char *flag, const char *text, long lo, long *out) {
-  char *end;
-  errno = 0;
-  long v = strtol(text, &end, 10);
-  if (errno || end == text || *end || v < lo) {
-    fprintf(stderr, "seed_cnn: %s needs an integer >= %ld, got '%s'\n", flag, lo, text);
-    return -1;
-  }
-  *out = v;
-  return 0;
-}
-
-static int parse_double(const char *flag, const char *text, double lo, double *out) {
-  char *end;
-  double v = strtod(text, &end);
-  if (end == text || *end || !(v >= lo) || !isfinite(v)) {
-    fprintf(stderr, "seed_cnn: %s needs a number >= %g, got '%s'\n", flag, lo, text);
-    return -1;
-  }
-  *out = v;
-  return 0;
 }
 
 static int parse_args(int argc, char **argv, options *o) {
@@ -92,13 +59,13 @@ static int parse_args(int argc, char **argv, options *o) {
     if (!strcmp(a, "--data")) o->data = v;
     else if (!strcmp(a, "--device")) o->device = v;
     else if (!strcmp(a, "--checkpoint")) o->checkpoint = v;
-    else if (!strcmp(a, "--epochs")) { if (parse_long(a, v, 1, &n)) return -1; o->epochs = (int)n; }
-    else if (!strcmp(a, "--log-every")) { if (parse_long(a, v, 1, &n)) return -1; o->log_every = (int)n; }
-    else if (!strcmp(a, "--batch-size")) { if (parse_long(a, v, 1, &o->batch_size)) return -1; }
-    else if (!strcmp(a, "--limit")) { if (parse_long(a, v, 1, &o->limit)) return -1; }
-    else if (!strcmp(a, "--seed")) { if (parse_long(a, v, 0, &n)) return -1; o->seed = (unsigned long)n; }
-    else if (!strcmp(a, "--lr")) { if (parse_double(a, v, 1e-12, &o->lr)) return -1; }
-    else if (!strcmp(a, "--momentum")) { if (parse_double(a, v, 0, &o->momentum)) return -1; }
+    else if (!strcmp(a, "--epochs")) { if (ex_parse_long(PROG, a, v, 1, INT_MAX, &n)) return -1; o->epochs = (int)n; }
+    else if (!strcmp(a, "--log-every")) { if (ex_parse_long(PROG, a, v, 1, INT_MAX, &n)) return -1; o->log_every = (int)n; }
+    else if (!strcmp(a, "--batch-size")) { if (ex_parse_long(PROG, a, v, 1, LONG_MAX, &o->batch_size)) return -1; }
+    else if (!strcmp(a, "--limit")) { if (ex_parse_long(PROG, a, v, 1, LONG_MAX, &o->limit)) return -1; }
+    else if (!strcmp(a, "--seed")) { if (ex_parse_long(PROG, a, v, 0, LONG_MAX, &n)) return -1; o->seed = (unsigned long)n; }
+    else if (!strcmp(a, "--lr")) { if (ex_parse_double(PROG, a, v, 0, 1, &o->lr)) return -1; }
+    else if (!strcmp(a, "--momentum")) { if (ex_parse_double(PROG, a, v, 0, 0, &o->momentum)) return -1; }
     else {
       fprintf(stderr, "seed_cnn: unknown option %s\n", a);
       return -1;
@@ -109,11 +76,11 @@ static int parse_args(int argc, char **argv, options *o) {
 
 /* One image through the model and back to the host as a class index; seconds. */
 static double infer_one(loom_module *net, const loom_tensor *x, int64_t *cls) {
-  double t0 = now_s();
+  double t0 = ex_now();
   loom_scope_begin();
   *cls = (int64_t)loom_item(loom_argmax(loom_forward(net, x), 1, false));
   loom_scope_end();
-  return now_s() - t0;
+  return ex_now() - t0;
 }
 
 /* Test image i, normalised, as a [1, 1, 28, 28] tensor on dev (caller's). */
@@ -159,19 +126,12 @@ static int latency(loom_module *net, const loom_dataset *test, loom_device dev, 
 }
 
 int main(int argc, char **argv) {
-  t_program = now_s();
+  t_program = ex_now();
   options o = {"/usr/share/datasets/fashion-mnist", NULL, "checkpoints", 0, 100, 0, 64, 0, 0.01, 0.9, 1};
   if (parse_args(argc, argv, &o)) { usage(stderr); return 2; }
-  loom_device dev = loom_cuda_device_count() > 0 ? loom_cuda(0) : loom_cpu();
-  if (o.device && !loom_device_parse(o.device, &dev)) {
-    fprintf(stderr, "seed_cnn: --device: %s\n", loom_last_error());
-    return 2;
-  }
-  if (dev.type == LOOM_CUDA && dev.index >= loom_cuda_device_count()) {
-    fprintf(stderr, "seed_cnn: --device %s: %d CUDA devices visible (CUDA built: %s)\n", loom_device_name(dev),
-            loom_cuda_device_count(), loom_cuda_is_built() ? "yes" : "no");
-    return 1;
-  }
+  loom_device dev;
+  int dev_status = ex_device(PROG, o.device, 0, &dev);
+  if (dev_status) return dev_status;
   if (o.epochs == 0) o.epochs = dev.type == LOOM_CUDA ? 10 : 3; /* about 2 minutes on 2 CPU cores */
 
   loom_dataset *train_ds = loom_dataset_mnist(o.data, true);
@@ -206,7 +166,7 @@ int main(int argc, char **argv) {
   double first_call = first ? infer_one(net, first, &cls) : 0;
   loom_no_grad_end();
   loom_release(first);
-  double first_from_start = now_s() - t_program;
+  double first_from_start = ex_now() - t_program;
   if (!first || loom_last_status() != LOOM_OK) goto fail;
 
   printf("Fashion-MNIST: %lld training images, %lld test images, device %s\n",

@@ -10,9 +10,9 @@
  * epoch, then the test set's loss; writes DIR/vae.safetensors (the model,
  * loom_module_save) and DIR/vae_samples.pgm (an 8x8 grid of images decoded
  * from z ~ N(0, I)). */
-#include <sys/stat.h>
+#include "fashion_common.h" /* first: it sets _POSIX_C_SOURCE */
 
-#include "fashion_common.h"
+#include <sys/stat.h>
 
 #define LATENT 20
 
@@ -28,20 +28,6 @@ static const char *take_out(int *argc, char **argv, const char *dflt) {
   return out;
 }
 
-/* An 8x8 grid of 28x28 images in [0, 1] (64 rows of 784 floats) as binary PGM. */
-static int write_pgm(const char *path, const float *img) {
-  FILE *f = fopen(path, "wb");
-  if (!f) return -1;
-  fprintf(f, "P5\n%d %d\n255\n", 8 * 28, 8 * 28);
-  for (int r = 0; r < 8 * 28; r++)
-    for (int c = 0; c < 8 * 28; c++) {
-      float v = img[(r / 28 * 8 + c / 28) * 784 + (r % 28) * 28 + c % 28];
-      fputc((int)(255 * (v < 0 ? 0 : v > 1 ? 1 : v) + 0.5f), f);
-    }
-  return fclose(f) ? -1 : 0;
-}
-
-/* One pass: the summed loss per sample; training steps when opt is given. */
 static int run_epoch(loom_module *vae, loom_optimizer *opt, loom_loader *loader, long epoch, double *per_sample) {
   double sum = 0;
   loom_tensor *x, *y;
@@ -91,7 +77,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   loom_device dev;
-  int rc = fashion_device("vae", &o, &dev);
+  int rc = ex_device("vae", o.device, 0, &dev);
   if (rc) return rc;
   /* pixels in [0, 1] (no normalisation), as the Sigmoid decoder and the BCE loss expect */
   loom_loader *train = fashion_loader(&o, dev, true, NULL, NULL, false);
@@ -113,12 +99,12 @@ int main(int argc, char **argv) {
          loom_device_name(dev));
   printf("VAE 784-400-20 (%lld parameters), Adam lr %g, batch size %ld, %ld epochs\n",
          (long long)loom_module_num_params(vae, false), o.lr, o.batch_size, o.epochs);
-  double t_start = fashion_now(), first = NAN, last = NAN;
+  double t_start = ex_now(), first = NAN, last = NAN;
   for (long epoch = 1; epoch <= o.epochs; epoch++) {
-    double t0 = fashion_now();
+    double t0 = ex_now();
     if (run_epoch(vae, opt, train, epoch - 1, &last)) goto done;
     if (epoch == 1) first = last;
-    double secs = fashion_now() - t0;
+    double secs = ex_now() - t0;
     printf("epoch %ld/%ld  loss per sample %.2f  %.0f samples/s  (%.1f s)\n", epoch, o.epochs, last,
            (double)loom_loader_num_samples(train) / secs, secs);
     fflush(stdout);
@@ -126,7 +112,7 @@ int main(int argc, char **argv) {
   double test_loss;
   if (run_epoch(vae, NULL, test, 0, &test_loss)) goto done;
   printf("test loss per sample %.2f (%lld images), training %.1f s\n", test_loss,
-         (long long)loom_loader_num_samples(test), fashion_now() - t_start);
+         (long long)loom_loader_num_samples(test), ex_now() - t_start);
   if (o.epochs > 1) printf("training loss %s from %.2f to %.2f\n", last < first ? "fell" : "did not fall", first, last);
   mkdir(out, 0777); /* may exist already */
   char path[4096];
@@ -135,7 +121,7 @@ int main(int argc, char **argv) {
   printf("model saved: %s\n", path);
   snprintf(path, sizeof path, "%s/vae_samples.pgm", out);
   if (decode_samples(vae, dev, img)) goto done;
-  if (write_pgm(path, img)) {
+  if (fashion_write_pgm(path, img, 0)) {
     fprintf(stderr, "vae: cannot write %s: %s\n", path, strerror(errno));
     goto done;
   }
