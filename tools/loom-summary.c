@@ -62,8 +62,9 @@ static bool parse_dtype(const char *text, loom_dtype *dt) {
 }
 
 /* A graph model (GCN) on random features [nodes, features] over a ring graph
- * (node i joined to i + 1, the last to the first), its A_hat sparse. The
- * scope holds every tensor made here, those of loom_gcn_adjacency included. */
+ * (node i joined to i + 1, the last to the first), its A_hat sparse; m is
+ * already on dev in dt. The scope holds every tensor made here, those of
+ * loom_gcn_adjacency included. Returns the exit status. */
 static int graph_summary(loom_module *m, int64_t nodes, int64_t features, loom_dtype dt, loom_device dev) {
   int64_t *ring = malloc(2 * (size_t)nodes * sizeof *ring);
   if (!ring) {
@@ -80,9 +81,6 @@ static int graph_summary(loom_module *m, int64_t nodes, int64_t features, loom_d
   loom_tensor *idx = NULL, *val = NULL;
   if (!edges || loom_gcn_adjacency(edges, nodes, &idx, &val)) {
     fprintf(stderr, "loom-summary: cannot build the ring graph: %s\n", loom_last_error());
-  } else if (loom_module_to_device(m, dev) || loom_module_to_dtype(m, dt)) {
-    fprintf(stderr, "loom-summary: cannot move %s to %s %s: %s\n", loom_module_type(m), loom_device_name(dev),
-            loom_dtype_name(dt), loom_last_error());
   } else {
     loom_tensor *in[3] = {loom_rand(LOOM_SHAPE(nodes, features), dt, dev), loom_to(idx, dev, LOOM_I64),
                           loom_to(val, dev, dt)};
@@ -199,16 +197,13 @@ int main(int argc, char **argv) {
   }
   loom_module *m = loom_model_create(e->name, &opts);
   int status = 1;
-  if (m && e->kind == LOOM_INPUT_GRAPH) {
-    status = graph_summary(m, shape.d[1], shape.d[2], dt, dev);
-    loom_module_free(m);
-    return status;
-  }
   if (!m) {
     fprintf(stderr, "loom-summary: cannot build %s: %s\n", e->name, loom_last_error());
   } else if (loom_module_to_device(m, dev) || loom_module_to_dtype(m, dt)) {
     fprintf(stderr, "loom-summary: cannot move %s to %s %s: %s\n", e->name, loom_device_name(dev),
             loom_dtype_name(dt), loom_last_error());
+  } else if (e->kind == LOOM_INPUT_GRAPH) {
+    status = graph_summary(m, shape.d[1], shape.d[2], dt, dev);
   } else if (loom_summary(m, shape, e->kind == LOOM_INPUT_TOKENS ? LOOM_I64 : dt, dev, stdout)) {
     fprintf(stderr, "loom-summary: %s\n", loom_last_error());
   } else {
