@@ -9,9 +9,11 @@
 # Fashion-MNIST files in /usr/share/datasets/fashion-mnist and python3 with torch.
 set -u
 cd "$(dirname "$0")/.."
+source tools/common.sh
 build=$(realpath "${1:-build-test}")
-logs=$(mkdir -p "${2:-gpu-check-logs}" && realpath "${2:-gpu-check-logs}")
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} OMP_WAIT_POLICY=passive PYTHONUNBUFFERED=1
+logs=${2:-gpu-check-logs}
+mkdir -p "$logs" && logs=$(realpath "$logs")
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} PYTHONUNBUFFERED=1
 exec > >(tee -a "$logs/log.txt") 2>&1
 date; nvidia-smi -L || { echo "gpu_check: no GPU visible (nvidia-smi -L failed)"; exit 1; }
 echo "== libraries not found:"; ldd "$build/libloom.so" | grep "not found"
