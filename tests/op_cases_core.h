@@ -352,13 +352,18 @@ inline std::vector<OpCase> other_cases() {
       auto fn = is_max ? loom_max : loom_min;
       loom_tensor *x = k.in[0], *i1 = nullptr, *i2 = nullptr;
       loom_tensor *v1 = fn(x, 1, false, &i1), *v2 = fn(loom_transpose(x, 0, 2), 0, true, &i2);
-      return Tensors{v1, i1, v2, i2, is_max ? loom_max_all(x) : loom_min_all(x)};
+      static const int d02[] = {0, 2}, dm2[] = {-2};  // amax / amin over several dims (ties: test_ops_parity)
+      auto afn = is_max ? loom_amax : loom_amin;
+      return Tensors{v1, i1, v2, i2, is_max ? loom_max_all(x) : loom_min_all(x), afn(x, d02, 2, true),
+                     afn(loom_transpose(x, 0, 2), dm2, 1, false)};
     };
     m.ref = [is_max](HostIn in, loom_dtype) {
       auto r1 = max_dim(in[0], 1, false, is_max), r2 = max_dim(transpose(in[0], 0, 2), 0, true, is_max);
       const std::vector<double> &v = in[0].v;
       double all = is_max ? *std::max_element(v.begin(), v.end()) : *std::min_element(v.begin(), v.end());
-      return Refs{r1.first, r1.second, r2.first, r2.second, HT{{all}, shape_of({}), in[0].dt}};
+      HT d02 = max_dim(max_dim(in[0], 2, true, is_max).first, 0, true, is_max).first;
+      return Refs{r1.first, r1.second, r2.first, r2.second, HT{{all}, shape_of({}), in[0].dt}, d02,
+                  max_dim(transpose(in[0], 0, 2), 1, false, is_max).first};
     };
     m.differentiable = true;
     m.half = false;

@@ -95,7 +95,9 @@ loom_tensor *loom_bce_with_logits(const loom_tensor *input, const loom_tensor *t
 
 /* KL divergence, input holds log-probabilities: target (log(target) - input),
  * or exp(target) (target - input) when log_target. BATCHMEAN divides the sum by
- * input's first dim (PyTorch's recommended mode); MEAN divides by the element count. */
+ * input's first dim (PyTorch's recommended mode); MEAN divides by the element count.
+ * Without log_target, a target of exactly 0 adds 0 to the loss and, as in PyTorch,
+ * its own gradient is NaN (the derivative log(target) + 1 does not exist there). */
 loom_tensor *loom_kl_div(const loom_tensor *input, const loom_tensor *target, loom_reduction reduction,
                          bool log_target);
 

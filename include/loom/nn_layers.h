@@ -77,7 +77,7 @@ loom_module *loom_nn_lazy_linear(int64_t out_features, const loom_linear_opts *o
 
 /* Activations (no parameters; MACs 0). */
 loom_module *loom_nn_relu(void);
-/* ReLU6: min(max(x, 0), 6), through loom_clamp (its gradient passes at exactly 0 and 6). */
+/* ReLU6: min(max(x, 0), 6), through loom_clamp (its gradient is 0 at exactly 0 and 6, as in PyTorch). */
 loom_module *loom_nn_relu6(void);
 loom_module *loom_nn_sigmoid(void);
 loom_module *loom_nn_tanh(void);

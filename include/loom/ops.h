@@ -27,7 +27,9 @@ loom_tensor *loom_relu(const loom_tensor *x);
 loom_tensor *loom_sigmoid(const loom_tensor *x);
 loom_tensor *loom_tanh(const loom_tensor *x);
 loom_tensor *loom_square(const loom_tensor *x);
-/* clamp to [lo, hi]; pass -INFINITY / INFINITY for an open side. */
+/* clamp to [lo, hi] (lo > hi gives hi everywhere, as in PyTorch); pass
+ * -INFINITY / INFINITY for an open side (PyTorch's None). The gradient passes
+ * only strictly inside the bounds: it is 0 at x == lo or x == hi and for NaN. */
 loom_tensor *loom_clamp(const loom_tensor *x, double lo, double hi);
 
 /* ---- elementwise, binary ---- */
@@ -71,18 +73,28 @@ loom_tensor *loom_one_hot(const loom_tensor *index, int64_t num_classes);
  * dims == NULL or ndims == 0 reduces over every dim. */
 loom_tensor *loom_sum(const loom_tensor *x, const int *dims, int ndims, bool keepdim);
 loom_tensor *loom_mean(const loom_tensor *x, const int *dims, int ndims, bool keepdim);
-/* correction: 1 = unbiased (PyTorch default), 0 = population. */
-loom_tensor *loom_var(const loom_tensor *x, const int *dims, int ndims, int correction, bool keepdim);
-loom_tensor *loom_std(const loom_tensor *x, const int *dims, int ndims, int correction, bool keepdim);
+/* Divides by max(0, N - correction) like PyTorch: correction 1 = unbiased (its
+ * default), 0 = population, any real number; N <= correction gives inf (NaN
+ * where every value equals the mean) and the gradient PyTorch gives. */
+loom_tensor *loom_var(const loom_tensor *x, const int *dims, int ndims, double correction, bool keepdim);
+loom_tensor *loom_std(const loom_tensor *x, const int *dims, int ndims, double correction, bool keepdim);
 loom_tensor *loom_logsumexp(const loom_tensor *x, const int *dims, int ndims, bool keepdim);
-/* p-norm (p = 2 is the Euclidean norm; p = INFINITY the max-abs). */
+/* Vector p-norm (torch.linalg.vector_norm): (sum |x|^p)^(1/p) for any real p,
+ * INFINITY = max |x|, -INFINITY = min |x|, 0 = the number of non-zero entries
+ * (no gradient, as in PyTorch). Ties of +-inf share the gradient evenly. The
+ * +inf and negative norms of an empty reduction are errors. */
 loom_tensor *loom_norm(const loom_tensor *x, double p, const int *dims, int ndims, bool keepdim);
 /* Max / min over one dim; *indices (may be NULL) receives LOOM_I64 argmax / argmin. */
 loom_tensor *loom_max(const loom_tensor *x, int dim, bool keepdim, loom_tensor **indices);
 loom_tensor *loom_min(const loom_tensor *x, int dim, bool keepdim, loom_tensor **indices);
 loom_tensor *loom_argmax(const loom_tensor *x, int dim, bool keepdim);
 loom_tensor *loom_argmin(const loom_tensor *x, int dim, bool keepdim);
-/* Max / min of all elements (0-d). */
+/* Max / min over several dims (torch.amax / amin); the gradient is shared
+ * evenly among the entries equal to the result. */
+loom_tensor *loom_amax(const loom_tensor *x, const int *dims, int ndims, bool keepdim);
+loom_tensor *loom_amin(const loom_tensor *x, const int *dims, int ndims, bool keepdim);
+/* Max / min of all elements (0-d); tied entries share the gradient evenly,
+ * NaN entries too when the result is NaN (as torch.max(x)). */
 loom_tensor *loom_max_all(const loom_tensor *x);
 loom_tensor *loom_min_all(const loom_tensor *x);
 
@@ -91,7 +103,8 @@ loom_tensor *loom_min_all(const loom_tensor *x);
 loom_tensor *loom_matmul(const loom_tensor *a, const loom_tensor *b);
 /* [B, n, m] @ [B, m, p] -> [B, n, p] */
 loom_tensor *loom_bmm(const loom_tensor *a, const loom_tensor *b);
-/* beta * input + alpha * (m1 @ m2) for 2-d m1, m2; input broadcasts. */
+/* beta * input + alpha * (m1 @ m2) for 2-d m1, m2; input broadcasts. With
+ * beta = 0 the input's values are ignored (NaN included) and its gradient is 0. */
 loom_tensor *loom_addmm(const loom_tensor *input, const loom_tensor *m1, const loom_tensor *m2,
                         double beta, double alpha);
 

@@ -61,10 +61,18 @@ static void tanh_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
   const loom_tensor *y = n->saved[0];
   gin[0] = loom_mul(g, loom_add_scalar(loom_neg(loom_mul(y, y)), 1));
 }
+/* PyTorch's clamp gradient: passes strictly inside the bounds (0 at a bound
+ * and for NaN); an infinite bound is an open side, PyTorch's None. */
 static void clamp_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
   const loom_tensor *x = n->saved[0];
-  loom_tensor *in = loom_logical_and(loom_ge(x, loom_scalar_like(x, n->a.f[0])), loom_le(x, loom_scalar_like(x, n->a.f[1])));
-  gin[0] = loom_mul(g, loom_to_dtype(in, g->dtype));
+  double lo = n->a.f[0], hi = n->a.f[1];
+  loom_tensor *in = NULL;
+  if (lo != -INFINITY) in = loom_gt(x, loom_scalar_like(x, lo));
+  if (hi != INFINITY) {
+    loom_tensor *below = loom_lt(x, loom_scalar_like(x, hi));
+    in = in ? loom_logical_and(in, below) : below;
+  }
+  gin[0] = in ? loom_mul(g, loom_to_dtype(in, g->dtype)) : core_alias(g);
 }
 
 typedef struct unary_def {
@@ -120,10 +128,7 @@ UNARY(logical_not, NULL, false, false)
 
 loom_tensor *loom_clamp(const loom_tensor *x, double lo, double hi) {
   static const unary_def d = {CORE_OP_clamp, clamp_bw, false, false};
-  if (lo > hi) {
-    core_set_error(LOOM_ERR_INVALID, "clamp: min %g is greater than max %g", lo, hi);
-    return NULL;
-  }
+  if (lo > hi) lo = hi; /* PyTorch's min(max(x, lo), hi): hi everywhere */
   core_attrs a = {{0}, {lo, hi}};
   return unary(&d, x, &a);
 }

@@ -192,6 +192,21 @@ loom_tensor *loom_bmm(const loom_tensor *a, const loom_tensor *b) {
   return loom_matmul(a, b);
 }
 
+/* beta = 0: PyTorch ignores the input's values (NaN included) but still gives
+ * it a gradient, g * 0; this stands in for beta * input in the graph. */
+static void ignored_input_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
+  (void)n;
+  gin[0] = loom_mul_scalar(g, 0);
+}
+
+static loom_tensor *ignored_input(const loom_tensor *input) {
+  loom_no_grad_begin();
+  loom_tensor *z = loom_zeros(input->shape, input->dtype, input->storage->device);
+  loom_no_grad_end();
+  if (z) core_record("addmm_input", ignored_input_bw, z, 1, &input);
+  return z;
+}
+
 loom_tensor *loom_addmm(const loom_tensor *input, const loom_tensor *m1, const loom_tensor *m2, double beta,
                         double alpha) {
   if (!input || !m1 || !m2) {
@@ -219,7 +234,9 @@ loom_tensor *loom_addmm(const loom_tensor *input, const loom_tensor *m1, const l
   if (core_autocast_dtype(m1->storage->device) != LOOM_DTYPE_COUNT) input = core_autocast_low(input);
   loom_tensor *p = loom_matmul(m1, m2);
   if (alpha != 1) p = loom_mul_scalar(p, alpha);
-  loom_tensor *out = beta == 0 ? p : loom_add(beta == 1 ? input : loom_mul_scalar(input, beta), p);
+  loom_tensor *out;
+  if (beta != 0) out = loom_add(beta == 1 ? input : loom_mul_scalar(input, beta), p);
+  else out = core_grad_needed(1, &input) ? loom_add(p, ignored_input(input)) : p;
   loom_keep(out);
   loom_scope_end();
   return out;

@@ -144,13 +144,26 @@ loom_tensor *loom_bce_with_logits(const loom_tensor *input, const loom_tensor *t
 }
 
 /* ---- KL divergence ---- */
-/* t log t with 0 log 0 = 0 (torch.xlogy(t, t)); the where keeps the 0 entries'
- * gradient finite too. */
-static loom_tensor *xlogx(const loom_tensor *t) {
+/* torch.xlogy(t, t): t log t with 0 log 0 = 0 (NaN for t < 0). Its gradient is
+ * PyTorch's xlogy rule, g * (xlogy(t != 0, t) + t / t): NaN where t is 0, as in
+ * torch.nn.functional.kl_div. */
+static void xlogx_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
+  const loom_tensor *t = n->saved[0];
   loom_tensor *zero = loom_scalar_like(t, 0);
-  loom_tensor *nz = loom_ne(t, zero);
-  loom_tensor *safe = loom_where(nz, t, loom_scalar_like(t, 1));
-  return loom_where(nz, loom_mul(safe, loom_log(safe)), zero);
+  loom_tensor *lg = loom_where(loom_ne(t, zero), loom_log(t), zero);
+  gin[0] = loom_mul(g, loom_add(lg, loom_div(t, t)));
+}
+
+static loom_tensor *xlogx(const loom_tensor *t) {
+  loom_no_grad_begin();
+  loom_tensor *zero = loom_scalar_like(t, 0);
+  loom_tensor *out = loom_where(loom_eq(t, zero), zero, loom_mul(t, loom_log(t)));
+  loom_no_grad_end();
+  if (out && core_grad_needed(1, &t)) {
+    core_node *n = core_record("xlogy", xlogx_bw, out, 1, &t);
+    core_save(n, t);
+  }
+  return out;
 }
 
 loom_tensor *loom_kl_div(const loom_tensor *input, const loom_tensor *target, loom_reduction reduction,

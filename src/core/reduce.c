@@ -136,7 +136,21 @@ loom_tensor *loom_mean(const loom_tensor *x, const int *dims, int ndims, bool ke
   return out;
 }
 
-loom_tensor *loom_var(const loom_tensor *x, const int *dims, int ndims, int correction, bool keepdim) {
+/* PyTorch's var backward: g * 2 (x - mean) / (N - correction), the divisor
+ * unclamped (so N == correction gives +-inf, NaN at the mean). Over the whole
+ * tensor (no dims) with N <= correction, PyTorch gives +inf where x != mean and
+ * NaN where x == mean instead; a.i[0] marks that case. */
+static void var_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
+  const loom_tensor *x = n->saved[0], *m = n->saved[1]; /* m: the mean, keepdim shape */
+  loom_tensor *gk = loom_reshape(g, m->shape);
+  double dof = n->a.f[0];
+  if (n->a.i[0] && dof <= 0)
+    gin[0] = loom_mul(gk, loom_where(loom_eq(x, m), loom_scalar_like(x, NAN), loom_scalar_like(x, INFINITY)));
+  else
+    gin[0] = loom_mul(gk, loom_mul_scalar(loom_sub(x, m), 2.0 / dof));
+}
+
+loom_tensor *loom_var(const loom_tensor *x, const int *dims, int ndims, double correction, bool keepdim) {
   CORE_CHECK_NULL1("var", x);
   bool mask[LOOM_MAX_DIMS];
   if (!dim_mask("var", x, dims, ndims, mask)) return NULL;
@@ -144,11 +158,27 @@ loom_tensor *loom_var(const loom_tensor *x, const int *dims, int ndims, int corr
     core_set_error(LOOM_ERR_INVALID, "var: needs a floating dtype, got %s", loom_dtype_name(x->dtype));
     return NULL;
   }
-  int64_t n = reduced_count(x, mask) - correction;
+  if (isnan(correction)) {
+    core_set_error(LOOM_ERR_INVALID, "var: correction is NaN");
+    return NULL;
+  }
+  double dof = (double)reduced_count(x, mask) - correction;
   loom_scope_begin();
-  loom_tensor *d = loom_sub(x, loom_mean(x, dims, ndims, true));
-  loom_tensor *out = loom_keep(loom_mul_scalar(loom_sum(loom_mul(d, d), dims, ndims, keepdim),
-                                               n > 0 ? 1.0 / (double)n : NAN));
+  loom_no_grad_begin();
+  loom_tensor *m = loom_mean(x, dims, ndims, true), *d = loom_sub(x, m);
+  /* PyTorch divides by max(0, N - correction): inf, or NaN where the sum is 0 */
+  loom_tensor *out = loom_mul_scalar(loom_sum(loom_mul(d, d), dims, ndims, keepdim), dof > 0 ? 1.0 / dof : INFINITY);
+  loom_no_grad_end();
+  if (out && core_grad_needed(1, &x)) {
+    core_node *n = core_record("var", var_bw, out, 1, &x);
+    core_save(n, x);
+    core_save(n, m);
+    if (n) {
+      n->a.f[0] = dof;
+      n->a.i[0] = !dims || ndims == 0 || x->shape.ndim == 0;
+    }
+  }
+  loom_keep(out);
   loom_scope_end();
   return out;
 }
@@ -173,7 +203,7 @@ static loom_tensor *sqrt_zero_grad_at_0(const loom_tensor *x) {
   return out;
 }
 
-loom_tensor *loom_std(const loom_tensor *x, const int *dims, int ndims, int correction, bool keepdim) {
+loom_tensor *loom_std(const loom_tensor *x, const int *dims, int ndims, double correction, bool keepdim) {
   CORE_CHECK_NULL1("std", x);
   bool mask[LOOM_MAX_DIMS];
   if (!dim_mask("std", x, dims, ndims, mask)) return NULL;
@@ -213,30 +243,75 @@ loom_tensor *loom_logsumexp(const loom_tensor *x, const int *dims, int ndims, bo
   return out;
 }
 
+/* PyTorch's vector-norm backward for p other than 0, 1, 2 (saved: x and the
+ * norm in keepdim shape). p = +-inf shares g evenly among the entries whose
+ * |x| is the norm (NaN entries count too); finite p keeps the gradient 0
+ * where x or the norm is 0. */
+static void norm_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
+  const loom_tensor *x = n->saved[0], *nk = n->saved[1];
+  double p = n->a.f[0];
+  loom_tensor *gk = loom_reshape(g, nk->shape), *sg = loom_sign(x), *ax = loom_abs(x);
+  loom_tensor *zero = loom_scalar_like(x, 0);
+  if (isinf(p)) {
+    loom_tensor *hit = loom_to_dtype(loom_logical_or(loom_eq(ax, nk), loom_ne(ax, ax)), x->dtype);
+    loom_tensor *count = loom_sum(hit, n->dims, n->n_dims, true);
+    gin[0] = loom_mul(sg, loom_mul(loom_div(gk, count), hit));
+  } else if (p < 1) {
+    loom_tensor *s = loom_mul(sg, loom_where(loom_eq(x, zero), zero, loom_pow_scalar(ax, p - 1)));
+    gin[0] = loom_mul(loom_mul(s, gk), loom_pow_scalar(nk, 1 - p));
+  } else {
+    loom_tensor *s = p < 2 ? loom_mul(sg, loom_pow_scalar(ax, p - 1)) : loom_mul(x, loom_pow_scalar(ax, p - 2));
+    loom_tensor *scale = loom_where(loom_eq(nk, zero), zero, loom_div(gk, loom_pow_scalar(nk, p - 1)));
+    gin[0] = loom_mul(s, scale);
+  }
+}
+
+/* p = 0 counts the non-zero entries; like PyTorch it gives its input no gradient. */
+static void no_grad_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
+  (void)n, (void)g;
+  gin[0] = NULL;
+}
+
 loom_tensor *loom_norm(const loom_tensor *x, double p, const int *dims, int ndims, bool keepdim) {
   CORE_CHECK_NULL1("norm", x);
   if (!loom_dtype_is_float(x->dtype)) {
     core_set_error(LOOM_ERR_INVALID, "norm: needs a floating dtype, got %s", loom_dtype_name(x->dtype));
     return NULL;
   }
-  if (p <= 0 || isnan(p)) {
-    core_set_error(LOOM_ERR_INVALID, "norm: p must be positive, got %g", p);
+  if (isnan(p)) {
+    core_set_error(LOOM_ERR_INVALID, "norm: p is NaN");
     return NULL;
   }
   bool mask[LOOM_MAX_DIMS];
   if (!dim_mask("norm", x, dims, ndims, mask)) return NULL;
+  if ((p < 0 || p == INFINITY) && reduced_count(x, mask) == 0) {
+    core_set_error(LOOM_ERR_INVALID, "norm: the %g norm of an empty reduction (shape %s) is undefined", p,
+                   loom_shape_str(x->shape));
+    return NULL;
+  }
+  if (p == 1) return loom_sum(loom_abs(x), dims, ndims, keepdim);
   loom_scope_begin();
-  loom_tensor *a = loom_abs(x), *out;
-  if (isinf(p)) { /* max |x| over the dims, one dim at a time */
-    out = a;
-    for (int i = x->shape.ndim - 1; i >= 0 && out; i--)
-      if (mask[i]) out = loom_max(out, i, keepdim, NULL);
-  } else if (p == 1) {
-    out = loom_sum(a, dims, ndims, keepdim);
-  } else if (p == 2) {
+  loom_tensor *out = NULL;
+  if (p == 2) {
     out = sqrt_zero_grad_at_0(loom_sum(loom_mul(x, x), dims, ndims, keepdim));
   } else {
-    out = loom_pow_scalar(loom_sum(loom_pow_scalar(a, p), dims, ndims, keepdim), 1.0 / p);
+    loom_no_grad_begin();
+    loom_tensor *a = loom_abs(x), *nk = NULL, *idx = NULL;
+    if (p == 0) nk = loom_sum(loom_to_dtype(loom_ne(x, loom_scalar_like(x, 0)), x->dtype), dims, ndims, true);
+    else if (isinf(p)) reduce_kernel(p > 0 ? CORE_OP_max : CORE_OP_min, a, mask, &nk, &idx);
+    else nk = loom_pow_scalar(loom_sum(loom_pow_scalar(a, p), dims, ndims, true), 1.0 / p);
+    out = nk ? loom_reshape(nk, reduced_shape(x->shape, mask, keepdim)) : NULL;
+    loom_no_grad_end();
+    if (out && core_grad_needed(1, &x)) {
+      core_node *n = core_record("norm", p == 0 ? no_grad_bw : norm_bw, out, 1, &x);
+      core_save(n, x);
+      core_save(n, nk);
+      if (n) {
+        n->a.f[0] = p;
+        for (int i = 0; i < x->shape.ndim; i++)
+          if (mask[i]) n->dims[n->n_dims++] = i;
+      }
+    }
   }
   loom_keep(out);
   loom_scope_end();
@@ -313,16 +388,61 @@ loom_tensor *loom_argmin(const loom_tensor *x, int dim, bool keepdim) {
   return arg_extreme(CORE_OP_min, "argmin", x, dim, keepdim);
 }
 
-static loom_tensor *extreme_all(core_op op, const char *name, const loom_tensor *x) {
+/* ---- amax / amin over several dims, max / min of everything ----
+ * PyTorch shares the gradient evenly among tied extremes: amax / amin as
+ * g / count * (x == out) (NaN when the extreme is NaN); max / min of the
+ * whole tensor count NaN entries as ties of a NaN result. */
+static void amax_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
+  const loom_tensor *x = n->saved[0], *v = n->saved[1]; /* v: keepdim shape */
+  loom_tensor *tie = loom_eq(x, v);
+  if (n->a.i[0]) tie = loom_logical_or(tie, loom_logical_and(loom_ne(x, x), loom_ne(v, v)));
+  loom_tensor *hit = loom_to_dtype(tie, g->dtype);
+  gin[0] = loom_mul(hit, loom_div(loom_reshape(g, v->shape), loom_sum(hit, n->dims, n->n_dims, true)));
+}
+
+static loom_tensor *amax_like(core_op op, const char *name, const loom_tensor *x, const int *dims, int ndims,
+                              bool keepdim, bool nan_ties) {
   CORE_CHECK_NULL1(name, x);
+  if (x->dtype == LOOM_BOOL) {
+    core_set_error(LOOM_ERR_INVALID, "%s: not defined for bool tensors", name);
+    return NULL;
+  }
+  bool mask[LOOM_MAX_DIMS];
+  if (!dim_mask(name, x, dims, ndims, mask)) return NULL;
+  for (int i = 0; i < x->shape.ndim; i++)
+    if (mask[i] && x->shape.d[i] == 0) {
+      core_set_error(LOOM_ERR_INVALID, "%s: cannot reduce over dim %d of size 0 (shape %s)", name, i,
+                     loom_shape_str(x->shape));
+      return NULL;
+    }
   loom_scope_begin();
-  loom_tensor *flat = loom_reshape(x, LOOM_SHAPE(-1));
-  loom_tensor *out = loom_keep(loom_reshape(extreme(op, name, flat, 0, false, NULL), LOOM_SHAPE()));
+  loom_tensor *v = NULL, *idx = NULL, *out = NULL;
+  if (reduce_kernel(op, x, mask, &v, &idx)) {
+    out = loom_reshape(v, reduced_shape(x->shape, mask, keepdim));
+    if (out && loom_dtype_is_float(x->dtype) && core_grad_needed(1, &x)) {
+      core_node *n = core_record(name, amax_bw, out, 1, &x);
+      core_save(n, x);
+      core_save(n, v);
+      if (n) {
+        n->a.i[0] = nan_ties;
+        for (int i = 0; i < x->shape.ndim; i++)
+          if (mask[i]) n->dims[n->n_dims++] = i;
+      }
+    }
+  }
+  loom_keep(out);
   loom_scope_end();
   return out;
 }
-loom_tensor *loom_max_all(const loom_tensor *x) { return extreme_all(CORE_OP_max, "max_all", x); }
-loom_tensor *loom_min_all(const loom_tensor *x) { return extreme_all(CORE_OP_min, "min_all", x); }
+
+loom_tensor *loom_amax(const loom_tensor *x, const int *dims, int ndims, bool keepdim) {
+  return amax_like(CORE_OP_max, "amax", x, dims, ndims, keepdim, false);
+}
+loom_tensor *loom_amin(const loom_tensor *x, const int *dims, int ndims, bool keepdim) {
+  return amax_like(CORE_OP_min, "amin", x, dims, ndims, keepdim, false);
+}
+loom_tensor *loom_max_all(const loom_tensor *x) { return amax_like(CORE_OP_max, "max_all", x, NULL, 0, false, true); }
+loom_tensor *loom_min_all(const loom_tensor *x) { return amax_like(CORE_OP_min, "min_all", x, NULL, 0, false, true); }
 
 /* ---- broadcast reduction for gradients ---- */
 loom_tensor *core_sum_to(const loom_tensor *g, loom_shape s) {

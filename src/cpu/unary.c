@@ -8,7 +8,7 @@
 
 #define FLOATS(X, op, e) X(op, f32, e) X(op, f64, e)
 #define NEG_INT(T, U) (T)(0u - (U)x)
-#define SIGN (x > 0 ? 1 : x < 0 ? -1 : x) /* keeps NaN, like PyTorch */
+#define SIGN (x > 0 ? 1 : x < 0 ? -1 : 0) /* 0 for NaN and -0, like PyTorch */
 
 /* X(op, dtype suffix, expression of x); output dtype = input dtype. */
 #define UNARY_OPS(X)                                                                                 \
@@ -42,7 +42,7 @@ VEXP_OPS(GEN_VEXP)
   }
 NOT_TYPES(GEN_NOT)
 
-/* clamp to [lo, hi] (lo first, so lo > hi gives hi, as in PyTorch; NaN x stays NaN).
+/* clamp to [lo, hi]; NaN x stays NaN (loom_clamp turns lo > hi into lo = hi).
  * Integer types clamp to the integers inside the bounds, saturated to the type. */
 typedef struct clamp_bounds { double lo, hi; int64_t ilo, ihi; } clamp_bounds;
 

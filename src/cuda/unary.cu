@@ -31,10 +31,10 @@ struct Abs {
     else return m_fabs(x);
   }
 };
-struct Sign { // NaN and +-0 stay as they are
+struct Sign { // 0 for NaN and -0, like PyTorch
   template <class T> __device__ T operator()(T x) const {
     if constexpr (std::is_unsigned<T>::value) return x != 0;
-    else return x > T(0) ? T(1) : x < T(0) ? T(-1) : x;
+    else return x > T(0) ? T(1) : x < T(0) ? T(-1) : T(0);
   }
 };
 struct Exp {
@@ -68,8 +68,8 @@ struct LogicalNot {
   template <class T> __device__ bool operator()(T x) const { return x == T(0); }
 };
 
-// Floats compare against the bounds in double (lo first, so lo > hi gives hi;
-// NaN stays NaN); integers clamp to the integers inside the bounds.
+// Floats compare against the bounds in double (NaN stays NaN; loom_clamp turns
+// lo > hi into lo = hi); integers clamp to the integers inside the bounds.
 struct Clamp {
   double lo, hi;
   int64_t ilo, ihi;

@@ -1,0 +1,188 @@
+// The edge cases where Loom follows PyTorch's exact rule (tools/fixtures/gen_parity.py):
+// ties in max-like reductions, clamp at its bounds, var / std with correction >= N,
+// addmm with beta = 0, kl_div at zero targets and the norm orders. Each case runs on the
+// CPU and, when a GPU is visible, on CUDA, in f64; NaN and infinities must sit where
+// PyTorch puts them.
+#include "loom_test.h"
+
+#include <cmath>
+#include <map>
+#include <sstream>
+#include <string>
+
+namespace {
+
+using Ins = std::vector<loom_tensor *>;
+using CaseFn = std::function<loom_tensor *(const Ins &)>;
+
+// Equal NaN / infinity pattern and a relative error <= tol over the finite entries.
+::testing::AssertionResult same(const loom_tensor *out, const loom_tensor *ref, double tol) {
+  if (!out) return ::testing::AssertionFailure() << "NULL: " << loom_last_error();
+  if (!loom_shape_equal(loom_shape_of(out), loom_shape_of(ref)))
+    return ::testing::AssertionFailure() << "shape " << loom_shape_str(loom_shape_of(out)) << ", PyTorch "
+                                         << loom_shape_str(loom_shape_of(ref));
+  std::vector<double> o = V(out), r = V(ref);
+  double num = 0, den = 0;
+  for (size_t i = 0; i < o.size(); i++) {
+    if (std::isnan(r[i]) || std::isinf(r[i])) {
+      if (!(std::isnan(r[i]) ? std::isnan(o[i]) : o[i] == r[i]))
+        return ::testing::AssertionFailure() << "element " << i << " is " << o[i] << ", PyTorch " << r[i];
+      continue;
+    }
+    if (!std::isfinite(o[i]))
+      return ::testing::AssertionFailure() << "element " << i << " is " << o[i] << ", PyTorch " << r[i];
+    num += (o[i] - r[i]) * (o[i] - r[i]);
+    den += r[i] * r[i];
+  }
+  double err = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+  if (!(err <= tol)) return ::testing::AssertionFailure() << "relative error " << err << " > " << tol;
+  return ::testing::AssertionSuccess();
+}
+
+const int kD1[] = {1}, kD0[] = {0}, kD02[] = {0, 2};
+
+// The Loom call of each fixture case (same names and arguments as gen_parity.py).
+std::map<std::string, CaseFn> case_table() {
+  auto amax = [](const int *d, int n, bool k) { return [=](const Ins &x) { return loom_amax(x[0], d, n, k); }; };
+  auto amin = [](const int *d, int n, bool k) { return [=](const Ins &x) { return loom_amin(x[0], d, n, k); }; };
+  auto norm = [](double p, const int *d, int n, bool k) {
+    return [=](const Ins &x) { return loom_norm(x[0], p, d, n, k); };
+  };
+  auto clamp = [](double lo, double hi) { return [=](const Ins &x) { return loom_clamp(x[0], lo, hi); }; };
+  auto var = [](const int *d, int n, double c, bool k) {
+    return [=](const Ins &x) { return loom_var(x[0], d, n, c, k); };
+  };
+  auto stdv = [](const int *d, int n, double c) {
+    return [=](const Ins &x) { return loom_std(x[0], d, n, c, false); };
+  };
+  auto kl = [](loom_reduction r) { return [=](const Ins &x) { return loom_kl_div(x[0], x[1], r, false); }; };
+  return {
+      {"max_all_ties", [](const Ins &x) { return loom_max_all(x[0]); }},
+      {"min_all_ties", [](const Ins &x) { return loom_min_all(x[0]); }},
+      {"max_all_nan", [](const Ins &x) { return loom_max_all(x[0]); }},
+      {"min_all_nan", [](const Ins &x) { return loom_min_all(x[0]); }},
+      {"amax_d1", amax(kD1, 1, false)},
+      {"amax_d02_keep", amax(kD02, 2, true)},
+      {"amax_all", amax(nullptr, 0, false)},
+      {"amin_d1", amin(kD1, 1, false)},
+      {"amin_d02_keep", amin(kD02, 2, true)},
+      {"amax_nan_d1", amax(kD1, 1, false)},
+      {"norm_inf_ties", norm(INFINITY, nullptr, 0, false)},
+      {"norm_inf_d1_keep", norm(INFINITY, kD1, 1, true)},
+      {"norm_ninf_d1", norm(-INFINITY, kD1, 1, false)},
+      {"norm_ninf_zero", norm(-INFINITY, nullptr, 0, false)},
+      {"norm_inf_nan", norm(INFINITY, nullptr, 0, false)},
+      {"norm_p0_d1", norm(0, kD1, 1, false)},
+      {"norm_p0_all", norm(0, nullptr, 0, false)},
+      {"norm_pm1", norm(-1, nullptr, 0, false)},
+      {"norm_pm1_zero", norm(-1, kD1, 1, false)},
+      {"norm_pm2_d0", norm(-2, kD0, 1, false)},
+      {"norm_p05_zero", norm(0.5, nullptr, 0, false)},
+      {"norm_p15_zero", norm(1.5, kD1, 1, false)},
+      {"norm_p3_d02", norm(3, kD02, 2, false)},
+      {"norm_p3_zero_row", norm(3, kD1, 1, false)},
+      {"norm_p2_zero_row", norm(2, kD1, 1, false)},
+      {"norm_p1_zero", norm(1, nullptr, 0, false)},
+      {"clamp_both", clamp(-1, 1)},
+      {"clamp_lo", clamp(-1, INFINITY)},
+      {"clamp_hi", clamp(-INFINITY, 1)},
+      {"clamp_swapped", clamp(1, -1)},
+      {"clamp_equal", clamp(0, 0)},
+      {"var_all_ceqn", var(nullptr, 0, 6, false)},
+      {"var_all_cgtn", var(nullptr, 0, 7, false)},
+      {"var_all_frac", var(nullptr, 0, 2.5, false)},
+      {"var_d1_ceqn", var(kD1, 1, 3, false)},
+      {"var_d1_cgtn", var(kD1, 1, 4, false)},
+      {"var_d0_frac", var(kD0, 1, 2.5, false)},
+      {"var_d1_frac_keep", var(kD1, 1, 0.5, true)},
+      {"var_single", var(nullptr, 0, 1, false)},
+      {"std_all_ceqn", stdv(nullptr, 0, 6)},
+      {"std_all_cgtn", stdv(nullptr, 0, 7)},
+      {"std_d1_ceqn", stdv(kD1, 1, 3)},
+      {"std_d1_cgtn", stdv(kD1, 1, 4)},
+      {"std_d1_frac", stdv(kD1, 1, 2.5)},
+      {"addmm_beta0", [](const Ins &x) { return loom_addmm(x[0], x[1], x[2], 0, 1.5); }},
+      {"addmm_beta0_bcast", [](const Ins &x) { return loom_addmm(x[0], x[1], x[2], 0, 1); }},
+      {"kl_zero_sum", kl(LOOM_REDUCTION_SUM)},
+      {"kl_zero_none", kl(LOOM_REDUCTION_NONE)},
+      {"kl_neg_batchmean", kl(LOOM_REDUCTION_BATCHMEAN)},
+  };
+}
+
+std::vector<std::string> fixture_cases(const Fixture &fx) {
+  std::istringstream in(fx.meta("cases"));
+  std::vector<std::string> names;
+  for (std::string n; in >> n;) names.push_back(n);
+  return names;
+}
+
+// Runs one case on dev: forward, then the gradients of sum(out * w).
+void run_case(const Fixture &fx, const std::string &c, const CaseFn &f, loom_device dev) {
+  SCOPED_TRACE(c + " on " + (dev.type == LOOM_CUDA ? "cuda" : "cpu"));
+  ScopeGuard scope;
+  Ins ins;
+  for (int i = 0; loom_map_get(fx.map, (c + ".in" + std::to_string(i)).c_str()); i++) {
+    loom_tensor *x = loom_to_device(fx[c + ".in" + std::to_string(i)], dev);
+    ASSERT_NE(x, nullptr) << loom_last_error();
+    ASSERT_EQ(loom_set_requires_grad(x, true), 0);
+    ins.push_back(x);
+  }
+  loom_tensor *out = f(ins);
+  ASSERT_NE(out, nullptr) << loom_last_error();
+  EXPECT_EQ(loom_device_of(out).type, dev.type);
+  EXPECT_TRUE(same(out, fx[c + ".out"], 1e-12)) << "output";
+  loom_tensor *w = loom_to_device(fx[c + ".w"], dev);
+  ASSERT_EQ(loom_backward(loom_sum(loom_mul(out, w), nullptr, 0, false), nullptr, false), 0) << loom_last_error();
+  for (size_t i = 0; i < ins.size(); i++) {
+    std::string key = c + ".g" + std::to_string(i);
+    if (loom_map_get(fx.map, key.c_str()))
+      EXPECT_TRUE(same(loom_grad(ins[i]), fx[key], 1e-12)) << "gradient of input " << i;
+    else
+      EXPECT_EQ(loom_grad(ins[i]), nullptr) << "input " << i << " has a gradient; PyTorch gives it none";
+  }
+}
+
+void run_all(loom_device dev) {
+  Fixture fx("ops_parity");
+  ASSERT_TRUE(fx.ok());
+  std::map<std::string, CaseFn> table = case_table();
+  std::vector<std::string> names = fixture_cases(fx);
+  EXPECT_EQ(names.size(), table.size()) << "the fixture and the test list different cases";
+  for (const std::string &c : names) {
+    auto it = table.find(c);
+    if (it == table.end()) {
+      ADD_FAILURE() << "fixture case " << c << " has no Loom call in case_table()";
+      continue;
+    }
+    run_case(fx, c, it->second, dev);
+  }
+}
+
+}  // namespace
+
+TEST(OpsParity, MatchesPyTorchOnCpu) { run_all(loom_cpu()); }
+
+TEST(OpsParity, MatchesPyTorchOnCuda) {
+  LOOM_REQUIRE_GPU();
+  run_all(loom_cuda(0));
+}
+
+// What PyTorch refuses, Loom refuses with a message naming the op.
+TEST(OpsParity, RefusesUndefinedReductions) {
+  ScopeGuard scope;
+  loom_tensor *empty = loom_zeros(LOOM_SHAPE(0, 3), LOOM_F64, loom_cpu());
+  for (double p : {double(INFINITY), -double(INFINITY), -1.0}) {
+    EXPECT_EQ(loom_norm(empty, p, kD0, 1, false), nullptr) << "p = " << p;
+    EXPECT_NE(std::string(loom_last_error()).find("norm"), std::string::npos);
+  }
+  EXPECT_NEAR(loom_item(loom_norm(empty, 0, nullptr, 0, false)), 0.0, 0);
+  EXPECT_NEAR(loom_item(loom_norm(empty, 2, nullptr, 0, false)), 0.0, 0);
+  EXPECT_EQ(loom_norm(empty, NAN, nullptr, 0, false), nullptr);
+  EXPECT_EQ(loom_amax(empty, kD0, 1, false), nullptr);
+  EXPECT_NE(std::string(loom_last_error()).find("amax"), std::string::npos);
+  loom_tensor *row_max = loom_amax(empty, kD1, 1, false);  // a kept empty dim is fine
+  ASSERT_NE(row_max, nullptr) << loom_last_error();
+  EXPECT_TRUE(loom_shape_equal(loom_shape_of(row_max), LOOM_SHAPE(0)));
+  EXPECT_EQ(loom_var(empty, nullptr, 0, NAN, false), nullptr);
+  EXPECT_EQ(loom_amin(loom_zeros(LOOM_SHAPE(2), LOOM_BOOL, loom_cpu()), nullptr, 0, false), nullptr);
+}
