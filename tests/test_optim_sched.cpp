@@ -74,6 +74,83 @@ TEST(Schedule, MatchesPyTorch) {
     return loom_sequential_lr(o, parts, 2, ms);
   });
   check_schedule("chained", [](loom_optimizer *o) { return loom_linear_lr(o, 0.5, 0, 4); }, 2);
+  check_schedule("exponential", [](loom_optimizer *o) { return loom_exponential_lr(o, 0.8); });
+  check_schedule("polynomial", [](loom_optimizer *o) { return loom_polynomial_lr(o, 7, 2.5); });
+  check_schedule("lambda", [](loom_optimizer *o) {
+    return loom_lambda_lr(o, [](int64_t e, int g, void *) { return g == 0 ? std::pow(0.9, (double)e) : 1.0 / (1 + 0.5 * e); },
+                          nullptr);
+  });
+  check_schedule("warm_restarts", [](loom_optimizer *o) { return loom_cosine_warm_restarts_lr(o, 3, 2, 0.01); });
+  check_schedule("warm_restarts1", [](loom_optimizer *o) { return loom_cosine_warm_restarts_lr(o, 4, 0, 0); });
+  check_schedule("sequential_warm", [](loom_optimizer *o) {
+    loom_scheduler *parts[2] = {loom_exponential_lr(o, 0.7), loom_cosine_warm_restarts_lr(o, 3, 1, 0)};
+    static const int ms[] = {5};
+    return loom_sequential_lr(o, parts, 2, ms);
+  });
+}
+
+// ReduceLROnPlateau stepped with the fixture's metrics (one NaN among them).
+void check_plateau(const char *name, const loom_plateau_opts &po, double sign) {
+  SCOPED_TRACE(name);
+  Fixture fx("optim_sched");
+  ASSERT_TRUE(fx.ok());
+  ScopeGuard scope;
+  TwoGroups tg;
+  loom_scheduler *s = loom_reduce_lr_on_plateau(tg.opt, &po);
+  ASSERT_NE(s, nullptr) << loom_last_error();
+  std::vector<double> metrics = V(fx["plateau_metrics"]), lrs;
+  auto record = [&] { for (int g = 0; g < 2; g++) lrs.push_back(loom_optimizer_get_lr(tg.opt, g)); };
+  record();
+  for (double m : metrics) {
+    ASSERT_EQ(loom_scheduler_step_metric(s, sign * m), 0) << loom_last_error();
+    record();
+  }
+  EXPECT_TRUE(close(T(lrs, LOOM_SHAPE((int64_t)metrics.size() + 1, 2), LOOM_F64), fx[name], 1e-12));
+  EXPECT_EQ(loom_scheduler_last_epoch(s), (int64_t)metrics.size());
+  EXPECT_NE(loom_scheduler_step(s), 0);  // needs the metric
+  EXPECT_NE(std::string(loom_last_error()).find("step_metric"), std::string::npos);
+  loom_scheduler_free(s);
+}
+
+TEST(Schedule, ReduceLROnPlateauMatchesPyTorch) {
+  loom_plateau_opts a{};
+  a.factor = 0.5, a.patience = 2, a.threshold = 0.01, a.cooldown = 1, a.min_lr = 0.01;
+  check_plateau("plateau_min", a, 1);
+  loom_plateau_opts b{};
+  b.mode_max = true, b.factor = 0.3, b.set_patience = true, b.threshold = 0.05, b.threshold_abs = true, b.min_lr = 0.02;
+  check_plateau("plateau_max_abs", b, -1);
+}
+
+// Warm restarts and ReduceLROnPlateau carry their own counters through a checkpoint.
+TEST(Schedule, CountersRoundTrip) {
+  ScopeGuard scope;
+  for (int kind = 0; kind < 2; kind++) {
+    SCOPED_TRACE(kind == 0 ? "warm restarts" : "plateau");
+    TwoGroups a, b;
+    loom_plateau_opts po{};
+    po.patience = 1;
+    auto make = [&](loom_optimizer *o) {
+      return kind == 0 ? loom_cosine_warm_restarts_lr(o, 2, 3, 0.001) : loom_reduce_lr_on_plateau(o, &po);
+    };
+    loom_scheduler *sa = make(a.opt), *sb = make(b.opt);
+    auto step = [&](loom_scheduler *s, int i) {
+      return kind == 0 ? loom_scheduler_step(s) : loom_scheduler_step_metric(s, 1.0 / (1 + i % 3));
+    };
+    for (int i = 0; i < 7; i++) ASSERT_EQ(step(sa, i), 0);
+    loom_tensor_map *m = loom_map_new();
+    ASSERT_EQ(loom_scheduler_state_dict(sa, m, "sched."), 0);
+    ASSERT_EQ(loom_optimizer_state_dict(a.opt, m, "opt."), 0);
+    ASSERT_EQ(loom_scheduler_load_state_dict(sb, m, "sched."), 0) << loom_last_error();
+    ASSERT_EQ(loom_optimizer_load_state_dict(b.opt, m, "opt."), 0) << loom_last_error();
+    for (int i = 7; i < 20; i++) {
+      ASSERT_EQ(step(sa, i), 0);
+      ASSERT_EQ(step(sb, i), 0);
+      for (int g = 0; g < 2; g++) EXPECT_DOUBLE_EQ(loom_optimizer_get_lr(b.opt, g), loom_optimizer_get_lr(a.opt, g)) << i;
+    }
+    loom_map_free(m);
+    loom_scheduler_free(sa);
+    loom_scheduler_free(sb);
+  }
 }
 
 TEST(Schedule, StateRoundTrip) {
@@ -114,6 +191,26 @@ TEST(Schedule, BadInput) {
   EXPECT_NE(loom_scheduler_step(oc), 0);  // past total_steps, as PyTorch
   loom_scheduler_free(oc);
   EXPECT_EQ(loom_step_lr(nullptr, 1, 0.1), nullptr);
+  EXPECT_EQ(loom_exponential_lr(tg.opt, 0), nullptr);
+  EXPECT_NE(std::string(loom_last_error()).find("ExponentialLR"), std::string::npos);
+  EXPECT_EQ(loom_polynomial_lr(tg.opt, -1, 1), nullptr);
+  EXPECT_NE(std::string(loom_last_error()).find("PolynomialLR"), std::string::npos);
+  EXPECT_EQ(loom_lambda_lr(tg.opt, nullptr, nullptr), nullptr);
+  EXPECT_NE(std::string(loom_last_error()).find("LambdaLR"), std::string::npos);
+  EXPECT_EQ(loom_cosine_warm_restarts_lr(tg.opt, 0, 1, 0), nullptr);
+  EXPECT_NE(std::string(loom_last_error()).find("CosineAnnealingWarmRestarts"), std::string::npos);
+  loom_plateau_opts po{};
+  po.factor = 1.5;
+  EXPECT_EQ(loom_reduce_lr_on_plateau(tg.opt, &po), nullptr);
+  EXPECT_NE(std::string(loom_last_error()).find("ReduceLROnPlateau"), std::string::npos);
+  loom_scheduler *ex = loom_exponential_lr(tg.opt, 0.5);
+  EXPECT_NE(loom_scheduler_step_metric(ex, 1.0), 0);  // takes no metric
+  EXPECT_NE(std::string(loom_last_error()).find("ReduceLROnPlateau"), std::string::npos);
+  loom_scheduler *pl = loom_reduce_lr_on_plateau(tg.opt, nullptr);
+  loom_scheduler *parts[2] = {ex, pl};
+  static const int ms[] = {3};
+  EXPECT_EQ(loom_sequential_lr(tg.opt, parts, 2, ms), nullptr);  // frees both
+  EXPECT_NE(std::string(loom_last_error()).find("ReduceLROnPlateau"), std::string::npos);
 }
 
 // ---- clipping ----

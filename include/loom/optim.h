@@ -146,6 +146,38 @@ typedef struct loom_onecycle_opts {
 } loom_onecycle_opts;
 /* max_lr applies to every group; total_steps > 0. Momentum is not cycled. */
 loom_scheduler *loom_onecycle_lr(loom_optimizer *opt, double max_lr, int total_steps, const loom_onecycle_opts *o);
+/* ExponentialLR: lr * gamma every step (gamma > 0). */
+loom_scheduler *loom_exponential_lr(loom_optimizer *opt, double gamma);
+/* PolynomialLR: initial_lr * (1 - min(t, total_iters) / total_iters)^power;
+ * total_iters 0 = 5, power 0 = 1. */
+loom_scheduler *loom_polynomial_lr(loom_optimizer *opt, int total_iters, double power);
+/* LambdaLR: initial_lr of group g times fn(epoch, g, ctx) (PyTorch's lr_lambda,
+ * one function for every group; it is told the group). */
+typedef double (*loom_lr_lambda)(int64_t epoch, int group, void *ctx);
+loom_scheduler *loom_lambda_lr(loom_optimizer *opt, loom_lr_lambda fn, void *ctx);
+/* CosineAnnealingWarmRestarts: cosine from initial_lr to eta_min over t_0
+ * steps, then restarts, each period t_mult times longer (t_mult 0 = 1). */
+loom_scheduler *loom_cosine_warm_restarts_lr(loom_optimizer *opt, int t_0, int t_mult, double eta_min);
+/* ReduceLROnPlateau, stepped with loom_scheduler_step_metric. All-zero =
+ * PyTorch's defaults (mode 'min', factor 0.1, patience 10, threshold 1e-4
+ * 'rel', cooldown 0, min_lr 0, eps 1e-8); LOOM_OPT_ZERO gives a true 0 to
+ * threshold and eps, set_patience a patience of 0. */
+typedef struct loom_plateau_opts {
+  bool mode_max;        /* false = 'min': lower metrics are better */
+  double factor;        /* 0 = 0.1; must be < 1 */
+  int patience;         /* 0 = 10 unless set_patience */
+  bool set_patience;
+  double threshold;     /* 0 = 1e-4 */
+  bool threshold_abs;   /* false = 'rel' */
+  int cooldown;         /* 0 */
+  double min_lr;        /* 0, for every group */
+  double eps;           /* 0 = 1e-8: a smaller change of lr is skipped */
+} loom_plateau_opts;
+loom_scheduler *loom_reduce_lr_on_plateau(loom_optimizer *opt, const loom_plateau_opts *o);
+/* One ReduceLROnPlateau step with this epoch's metric (a NaN metric counts as
+ * no improvement). An error for the other schedulers, whose loom_scheduler_step
+ * takes no metric (and loom_scheduler_step is an error for this one). */
+int loom_scheduler_step_metric(loom_scheduler *s, double metric);
 /* Runs scheds[0] until milestones[0], then scheds[1], ... (PyTorch's
  * SequentialLR). Takes over the n schedulers (freed with this one). */
 loom_scheduler *loom_sequential_lr(loom_optimizer *opt, loom_scheduler *const *scheds, int n,
@@ -155,7 +187,9 @@ int loom_scheduler_step(loom_scheduler *s);
 double loom_scheduler_get_lr(const loom_scheduler *s, int group);   /* the last lr it set */
 int64_t loom_scheduler_last_epoch(const loom_scheduler *s);
 void loom_scheduler_free(loom_scheduler *s);
-/* State: prefix + "last_epoch" (0-d f64), plus the sub-schedulers' states
+/* State: prefix + "last_epoch", "step_count", "base_lrs.<g>", "last_lr.<g>"
+ * (0-d f64), "T_i" and "T_cur" for warm restarts, "best", "num_bad_epochs" and
+ * "cooldown_counter" for ReduceLROnPlateau, plus the sub-schedulers' states
  * under prefix + "schedulers.<k>." for a sequential one. */
 int loom_scheduler_state_dict(const loom_scheduler *s, loom_tensor_map *out, const char *prefix);
 int loom_scheduler_load_state_dict(loom_scheduler *s, const loom_tensor_map *in, const char *prefix);

@@ -10,7 +10,10 @@
 
 #define SCHED_PI 3.14159265358979323846
 
-typedef enum { SCH_STEP, SCH_MULTISTEP, SCH_COSINE, SCH_LINEAR, SCH_ONECYCLE, SCH_SEQUENTIAL } sched_kind;
+typedef enum {
+  SCH_STEP, SCH_MULTISTEP, SCH_COSINE, SCH_LINEAR, SCH_ONECYCLE, SCH_SEQUENTIAL,
+  SCH_EXPONENTIAL, SCH_POLYNOMIAL, SCH_LAMBDA, SCH_WARM_RESTARTS, SCH_PLATEAU
+} sched_kind;
 
 struct loom_scheduler {
   sched_kind kind;
@@ -25,9 +28,19 @@ struct loom_scheduler {
   /* CosineAnnealingLR */
   int t_max;
   double eta_min;
-  /* LinearLR */
-  double start_factor, end_factor;
+  /* LinearLR, PolynomialLR (power) */
+  double start_factor, end_factor, power;
   int total_iters;
+  /* LambdaLR */
+  loom_lr_lambda lambda;
+  void *lambda_ctx;
+  /* CosineAnnealingWarmRestarts (eta_min above) */
+  int64_t t_0, t_mult, t_i;
+  double t_cur;
+  /* ReduceLROnPlateau */
+  loom_plateau_opts plateau;
+  double best;
+  int64_t num_bad_epochs, cooldown_counter;
   /* OneCycleLR: phases end at phase_end[k], going from lr phase_lr[k] to phase_lr[k + 1] */
   int total_steps, n_phases;
   double phase_end[3], phase_lr[4];
@@ -67,6 +80,14 @@ static double chain_lr(loom_scheduler *s, int g) {
       double d = s->end_factor - s->start_factor;
       return lr * (1.0 + d / (s->total_iters * s->start_factor + (e - 1) * d));
     }
+    case SCH_EXPONENTIAL: return e == 0 ? lr : lr * s->gamma;
+    case SCH_POLYNOMIAL: {
+      if (e == 0 || e > s->total_iters) return lr;
+      double T = s->total_iters;
+      return lr * pow((1.0 - e / T) / (1.0 - (e - 1) / T), s->power);
+    }
+    case SCH_LAMBDA: return base * s->lambda(e, g, s->lambda_ctx);
+    case SCH_WARM_RESTARTS: return s->eta_min + (base - s->eta_min) * (1 + cos(SCHED_PI * s->t_cur / s->t_i)) / 2;
     default: break;
   }
   /* OneCycleLR has only the closed form */
@@ -96,7 +117,32 @@ static double closed_lr(loom_scheduler *s, int g) {
     case SCH_LINEAR:
       return base * (s->start_factor +
                      (s->end_factor - s->start_factor) * (double)(e < s->total_iters ? e : s->total_iters) / s->total_iters);
+    case SCH_EXPONENTIAL: return base * pow(s->gamma, (double)e);
+    case SCH_POLYNOMIAL:
+      return base * pow(1.0 - (double)(e < s->total_iters ? e : s->total_iters) / s->total_iters, s->power);
     default: return chain_lr(s, g);
+  }
+}
+
+/* CosineAnnealingWarmRestarts' own step: T_cur and T_i. The first step (and
+ * step(epoch)) places epoch within its period. */
+static void warm_restarts_advance(loom_scheduler *s, int64_t epoch) {
+  if (epoch < 0 && s->last_epoch < 0) epoch = 0;
+  if (epoch < 0) {
+    s->t_cur += 1;
+    if (s->t_cur >= s->t_i) s->t_cur -= s->t_i, s->t_i *= s->t_mult;
+  } else if (epoch >= s->t_0) {
+    if (s->t_mult == 1) {
+      s->t_cur = (double)(epoch % s->t_0);
+    } else {
+      int64_t n = (int64_t)(log((double)epoch / s->t_0 * (s->t_mult - 1) + 1) / log((double)s->t_mult));
+      double span = pow((double)s->t_mult, (double)n);
+      s->t_cur = epoch - s->t_0 * (span - 1) / (s->t_mult - 1);
+      s->t_i = s->t_0 * (int64_t)span;
+    }
+  } else {
+    s->t_i = s->t_0;
+    s->t_cur = (double)epoch;
   }
 }
 
@@ -112,6 +158,7 @@ static int step_to(loom_scheduler *s, int64_t epoch) {
     return st;
   }
   s->step_count++;
+  if (s->kind == SCH_WARM_RESTARTS) warm_restarts_advance(s, epoch);
   s->last_epoch = epoch >= 0 ? epoch : s->last_epoch + 1;
   if (s->kind == SCH_ONECYCLE && s->last_epoch > s->total_steps)
     return core_set_error(LOOM_ERR_INVALID, "OneCycleLR: stepped %lld times, more than total_steps = %d",
@@ -123,7 +170,38 @@ static int step_to(loom_scheduler *s, int64_t epoch) {
 
 int loom_scheduler_step(loom_scheduler *s) {
   if (!s) return core_set_error(LOOM_ERR_INVALID, "scheduler_step: scheduler is NULL");
+  if (s->kind == SCH_PLATEAU)
+    return core_set_error(LOOM_ERR_INVALID, "scheduler_step: ReduceLROnPlateau needs the metric: "
+                                            "call loom_scheduler_step_metric");
   return step_to(s, -1);
+}
+
+static bool plateau_better(const loom_scheduler *s, double a) {
+  const loom_plateau_opts *o = &s->plateau;
+  double b = s->best, t = o->threshold;
+  if (o->mode_max) return o->threshold_abs ? a > b + t : a > b * (t + 1);
+  return o->threshold_abs ? a < b - t : a < b * (1 - t);
+}
+
+int loom_scheduler_step_metric(loom_scheduler *s, double metric) {
+  if (!s) return core_set_error(LOOM_ERR_INVALID, "scheduler_step_metric: scheduler is NULL");
+  if (s->kind != SCH_PLATEAU)
+    return core_set_error(LOOM_ERR_INVALID, "scheduler_step_metric: only ReduceLROnPlateau takes a metric; "
+                                            "call loom_scheduler_step");
+  s->last_epoch++;
+  if (plateau_better(s, metric)) s->best = metric, s->num_bad_epochs = 0;
+  else s->num_bad_epochs++;
+  if (s->cooldown_counter > 0) s->cooldown_counter--, s->num_bad_epochs = 0;
+  if (s->num_bad_epochs > s->plateau.patience) {
+    for (int g = 0; g < s->n_groups; g++) {
+      double old = *group_lr(s, g), lr = fmax(old * s->plateau.factor, s->plateau.min_lr);
+      if (old - lr > s->plateau.eps) *group_lr(s, g) = lr;
+    }
+    s->cooldown_counter = s->plateau.cooldown;
+    s->num_bad_epochs = 0;
+  }
+  for (int g = 0; g < s->n_groups; g++) s->last_lrs[g] = *group_lr(s, g);
+  return LOOM_OK;
 }
 
 void loom_scheduler_free(loom_scheduler *s) {
@@ -284,9 +362,85 @@ loom_scheduler *loom_onecycle_lr(loom_optimizer *opt, double max_lr, int total_s
   return start(s);
 }
 
+loom_scheduler *loom_exponential_lr(loom_optimizer *opt, double gamma) {
+  if (!(gamma > 0)) {
+    core_set_error(LOOM_ERR_INVALID, "ExponentialLR: gamma must be > 0, got %g", gamma);
+    return NULL;
+  }
+  loom_scheduler *s = create("ExponentialLR", SCH_EXPONENTIAL, opt);
+  if (!s) return NULL;
+  s->gamma = gamma;
+  return start(s);
+}
+
+loom_scheduler *loom_polynomial_lr(loom_optimizer *opt, int total_iters, double power) {
+  total_iters = total_iters == 0 ? 5 : total_iters;
+  power = optim_or(power, 1.0);
+  if (total_iters < 1 || !(power >= 0)) {
+    core_set_error(LOOM_ERR_INVALID, "PolynomialLR: need total_iters >= 1 and power >= 0, got %d, %g", total_iters,
+                   power);
+    return NULL;
+  }
+  loom_scheduler *s = create("PolynomialLR", SCH_POLYNOMIAL, opt);
+  if (!s) return NULL;
+  s->total_iters = total_iters;
+  s->power = power;
+  return start(s);
+}
+
+loom_scheduler *loom_lambda_lr(loom_optimizer *opt, loom_lr_lambda fn, void *ctx) {
+  if (!fn) {
+    core_set_error(LOOM_ERR_INVALID, "LambdaLR: lr_lambda is NULL");
+    return NULL;
+  }
+  loom_scheduler *s = create("LambdaLR", SCH_LAMBDA, opt);
+  if (!s) return NULL;
+  s->lambda = fn;
+  s->lambda_ctx = ctx;
+  return start(s);
+}
+
+loom_scheduler *loom_cosine_warm_restarts_lr(loom_optimizer *opt, int t_0, int t_mult, double eta_min) {
+  t_mult = t_mult == 0 ? 1 : t_mult;
+  if (t_0 < 1 || t_mult < 1) {
+    core_set_error(LOOM_ERR_INVALID, "CosineAnnealingWarmRestarts: need T_0 >= 1 and T_mult >= 1, got %d, %d", t_0,
+                   t_mult);
+    return NULL;
+  }
+  loom_scheduler *s = create("CosineAnnealingWarmRestarts", SCH_WARM_RESTARTS, opt);
+  if (!s) return NULL;
+  s->t_0 = s->t_i = t_0;
+  s->t_mult = t_mult;
+  s->t_cur = -1;
+  s->eta_min = eta_min;
+  return start(s);
+}
+
+loom_scheduler *loom_reduce_lr_on_plateau(loom_optimizer *opt, const loom_plateau_opts *o) {
+  loom_plateau_opts r = o ? *o : (loom_plateau_opts){0};
+  r.factor = optim_or(r.factor, 0.1);
+  r.patience = r.patience == 0 && !r.set_patience ? 10 : r.patience;
+  r.threshold = optim_or(r.threshold, 1e-4);
+  r.eps = optim_or(r.eps, 1e-8);
+  if (!(r.factor < 1 && r.factor >= 0) || r.patience < 0 || r.cooldown < 0 || !(r.threshold >= 0) ||
+      !(r.min_lr >= 0) || !(r.eps >= 0)) {
+    core_set_error(LOOM_ERR_INVALID, "ReduceLROnPlateau: need 0 <= factor < 1, patience, cooldown, threshold, "
+                   "min_lr, eps >= 0, got %g, %d, %d, %g, %g, %g", r.factor, r.patience, r.cooldown, r.threshold,
+                   r.min_lr, r.eps);
+    return NULL;
+  }
+  loom_scheduler *s = create("ReduceLROnPlateau", SCH_PLATEAU, opt);
+  if (!s) return NULL;
+  s->plateau = r;
+  s->best = r.mode_max ? -INFINITY : INFINITY;
+  s->last_epoch = 0; /* PyTorch's constructor leaves the lrs as they are */
+  return s;
+}
+
 loom_scheduler *loom_sequential_lr(loom_optimizer *opt, loom_scheduler *const *scheds, int n, const int *milestones) {
   bool ok = n >= 1 && scheds;
-  for (int k = 0; ok && k < n; k++) ok = scheds[k] && scheds[k]->opt == opt && scheds[k]->kind != SCH_SEQUENTIAL;
+  for (int k = 0; ok && k < n; k++)
+    ok = scheds[k] && scheds[k]->opt == opt && scheds[k]->kind != SCH_SEQUENTIAL && scheds[k]->kind != SCH_PLATEAU;
   loom_scheduler *s = ok ? create("SequentialLR", SCH_SEQUENTIAL, opt) : NULL;
   if (s) s->subs = calloc((size_t)n, sizeof *s->subs);
   if (s && s->subs)
@@ -295,7 +449,8 @@ loom_scheduler *loom_sequential_lr(loom_optimizer *opt, loom_scheduler *const *s
   else
     for (int k = 0; scheds && k < n; k++) loom_scheduler_free(scheds[k]);
   if (!ok) {
-    core_set_error(LOOM_ERR_INVALID, "SequentialLR: need n >= 1 non-NULL, non-sequential schedulers of this optimizer");
+    core_set_error(LOOM_ERR_INVALID, "SequentialLR: need n >= 1 non-NULL schedulers of this optimizer, none "
+                                     "sequential or ReduceLROnPlateau");
     return NULL;
   }
   if (!s || !s->subs || !copy_milestones(s, "SequentialLR", milestones, n - 1, true)) {
@@ -336,6 +491,15 @@ int loom_scheduler_state_dict(const loom_scheduler *s, loom_tensor_map *out, con
     snprintf(suffix, sizeof suffix, "last_lr.%d", g);
     if (!st) st = optim_put_number(out, optim_key(key, sizeof key, prefix, suffix), s->last_lrs[g]);
   }
+  const char *names[3] = {0};
+  double vals[3] = {0};
+  if (s->kind == SCH_WARM_RESTARTS) names[0] = "T_i", vals[0] = (double)s->t_i, names[1] = "T_cur", vals[1] = s->t_cur;
+  if (s->kind == SCH_PLATEAU) {
+    names[0] = "best", vals[0] = s->best;
+    names[1] = "num_bad_epochs", vals[1] = (double)s->num_bad_epochs;
+    names[2] = "cooldown_counter", vals[2] = (double)s->cooldown_counter;
+  }
+  for (int k = 0; !st && k < 3 && names[k]; k++) st = optim_put_number(out, optim_key(key, sizeof key, prefix, names[k]), vals[k]);
   for (int k = 0; !st && k < s->n_subs; k++) {
     snprintf(suffix, sizeof suffix, "schedulers.%d.", k);
     st = loom_scheduler_state_dict(s->subs[k], out, optim_key(sub, sizeof sub, prefix, suffix));
@@ -358,6 +522,19 @@ static int load_state(loom_scheduler *s, const loom_tensor_map *in, const char *
     if (apply) s->base_lrs[g] = v;
     snprintf(suffix, sizeof suffix, "last_lr.%d", g);
     if (optim_get_number(in, optim_key(key, sizeof key, prefix, suffix), &v) && apply) s->last_lrs[g] = v;
+  }
+  static const char *warm[] = {"T_i", "T_cur", NULL}, *plateau[] = {"best", "num_bad_epochs", "cooldown_counter", NULL};
+  const char *const *extra = s->kind == SCH_WARM_RESTARTS ? warm : s->kind == SCH_PLATEAU ? plateau : NULL;
+  for (int k = 0; extra && extra[k]; k++) {
+    if (!optim_get_number(in, optim_key(key, sizeof key, prefix, extra[k]), &v))
+      return core_set_error(LOOM_ERR_INVALID, "scheduler_load_state_dict: %s is missing", key);
+    if (!apply) continue;
+    if (s->kind == SCH_WARM_RESTARTS) {
+      if (k == 0) s->t_i = (int64_t)v;
+      else s->t_cur = v;
+    } else if (k == 0) s->best = v;
+    else if (k == 1) s->num_bad_epochs = (int64_t)v;
+    else s->cooldown_counter = (int64_t)v;
   }
   for (int k = 0; k < s->n_subs; k++) {
     snprintf(suffix, sizeof suffix, "schedulers.%d.", k);
