@@ -11,11 +11,14 @@
 namespace {
 
 using Make = std::function<loom_optimizer *(loom_tensor *const *, int)>;
+// Adds group g (one parameter) with options of its own; returns the index.
+using AddGroup = std::function<int(loom_optimizer *, loom_tensor *const *, int g)>;
 
 struct Config {
   const char *name;
   Make make;
   std::vector<std::pair<double, double>> groups;  // (lr, weight_decay) per group; empty = one group
+  AddGroup add;  // set: two groups, each with its own options
 };
 
 std::vector<Config> configs() {
@@ -40,6 +43,22 @@ std::vector<Config> configs() {
   loom_rmsprop_opts r1{}, r2{};
   r1.lr = 0.01;
   r2.lr = 0.01, r2.alpha = 0.9, r2.centered = true, r2.momentum = 0.9, r2.weight_decay = 0.01;
+  // per-group options: each group's struct starts from the constructor's, as PyTorch's group dicts do
+  static loom_sgd_opts sg[2];
+  sg[0] = s5, sg[0].momentum = 0.5, sg[0].nesterov = true;
+  sg[1] = s5, sg[1].lr = 0.05, sg[1].momentum = 0, sg[1].weight_decay = 0.1, sg[1].maximize = true;
+  static loom_adam_opts adg[2], awg[2];
+  adg[0] = ag, adg[0].beta1 = 0.8, adg[0].beta2 = 0.99, adg[0].eps = 1e-6, adg[0].amsgrad = true;
+  adg[1] = ag, adg[1].lr = 0.02, adg[1].beta1 = 0.95, adg[1].beta2 = 0.9, adg[1].weight_decay = 0.1;
+  awg[0] = ag, awg[0].weight_decay = LOOM_OPT_ZERO;
+  awg[1] = ag, awg[1].amsgrad = true, awg[1].maximize = true, awg[1].eps = 1e-4;
+  static loom_rmsprop_opts rg[2];
+  rg[0] = r1, rg[0].alpha = 0.9, rg[0].centered = true;
+  rg[1] = r1, rg[1].momentum = 0.8, rg[1].eps = 1e-3, rg[1].maximize = true, rg[1].weight_decay = 0.05;
+  AddGroup sgd_g = [](loom_optimizer *o, loom_tensor *const *p, int g) { return loom_sgd_add_group(o, p, 1, &sg[g]); };
+  AddGroup adam_g = [](loom_optimizer *o, loom_tensor *const *p, int g) { return loom_adam_add_group(o, p, 1, &adg[g]); };
+  AddGroup adamw_g = [](loom_optimizer *o, loom_tensor *const *p, int g) { return loom_adam_add_group(o, p, 1, &awg[g]); };
+  AddGroup rms_g = [](loom_optimizer *o, loom_tensor *const *p, int g) { return loom_rmsprop_add_group(o, p, 1, &rg[g]); };
   return {
       {"sgd", sgd(s1), {}},
       {"sgd_momentum", sgd(s2), {}},
@@ -54,6 +73,10 @@ std::vector<Config> configs() {
       {"rmsprop_centered", rms(r2), {}},
       {"sgd_groups", sgd(s5), {{0.1, 0.0}, {0.01, 0.1}}},
       {"adam_groups", adam(ag, false), {{0.05, 0.0}, {0.001, 0.2}}},
+      {"sgd_group_opts", sgd(s5), {}, sgd_g},
+      {"adam_group_opts", adam(ag, false), {}, adam_g},
+      {"adamw_group_opts", adam(ag, true), {}, adamw_g},
+      {"rmsprop_group_opts", rms(r1), {}, rms_g},
   };
 }
 
@@ -69,11 +92,13 @@ std::string key(const char *fmt, ...) {
 
 // Builds the optimiser of cfg over ps (its groups too).
 loom_optimizer *build(const Config &cfg, loom_tensor **ps) {
-  if (cfg.groups.empty()) return cfg.make(ps, 2);
+  if (cfg.groups.empty() && !cfg.add) return cfg.make(ps, 2);
   loom_optimizer *opt = cfg.make(nullptr, 0);
   if (!opt) return nullptr;
   for (int g = 0; g < 2; g++)
-    if (loom_optimizer_add_param_group(opt, &ps[g], 1, cfg.groups[(size_t)g].first, cfg.groups[(size_t)g].second) != g) {
+    if ((cfg.add ? cfg.add(opt, &ps[g], g)
+                 : loom_optimizer_add_param_group(opt, &ps[g], 1, cfg.groups[(size_t)g].first,
+                                                  cfg.groups[(size_t)g].second)) != g) {
       loom_optimizer_free(opt);
       return nullptr;
     }
@@ -195,6 +220,87 @@ TEST(Optim, DefaultsAndGroups) {
   ASSERT_EQ(loom_optimizer_step(adamw), 0);
   EXPECT_EQ(V(p)[0], before);
   for (loom_optimizer *o : {sgd, adamw, rms, nodecay}) loom_optimizer_free(o);
+}
+
+// Options per group: NULL takes the optimiser's, the kind must match, the
+// state dict carries every option and a bad one loaded changes nothing.
+TEST(Optim, GroupOptions) {
+  ScopeGuard scope;
+  loom_tensor *p = loom_ones(LOOM_SHAPE(2), LOOM_F32, loom_cpu()), *q = loom_ones(LOOM_SHAPE(3), LOOM_F32, loom_cpu());
+  loom_tensor *r = loom_ones(LOOM_SHAPE(1), LOOM_F32, loom_cpu());
+  loom_adam_opts base{};
+  base.lr = 0.01, base.beta1 = 0.7, base.amsgrad = true;
+  loom_optimizer *opt = loom_adam(&p, 1, &base);
+  ASSERT_NE(opt, nullptr) << loom_last_error();
+  EXPECT_EQ(loom_adam_add_group(opt, &q, 1, nullptr), 1);  // the optimiser's options
+  EXPECT_DOUBLE_EQ(loom_optimizer_get_momentum(opt, 1), 0.7);
+  EXPECT_DOUBLE_EQ(loom_optimizer_get_lr(opt, 1), 0.01);
+  loom_adam_opts own{};  // all-zero: PyTorch's defaults, not the optimiser's
+  own.eps = 1e-3, own.beta2 = 0.5;
+  EXPECT_EQ(loom_adam_add_group(opt, &r, 1, &own), 2);
+  EXPECT_DOUBLE_EQ(loom_optimizer_get_momentum(opt, 2), 0.9);
+  EXPECT_DOUBLE_EQ(loom_optimizer_get_lr(opt, 2), 1e-3);
+  EXPECT_TRUE(std::isnan(loom_optimizer_get_momentum(opt, 3)));
+  EXPECT_NE(std::string(loom_last_error()).find("group 3"), std::string::npos) << loom_last_error();
+  // wrong kind, bad options, a parameter already in a group: refused, nothing added
+  loom_tensor *u = loom_ones(LOOM_SHAPE(1), LOOM_F32, loom_cpu());
+  EXPECT_EQ(loom_sgd_add_group(opt, &u, 1, nullptr), -1);
+  EXPECT_NE(std::string(loom_last_error()).find("Adam"), std::string::npos) << loom_last_error();
+  own.beta1 = 1.0;
+  EXPECT_EQ(loom_adam_add_group(opt, &u, 1, &own), -1);
+  EXPECT_NE(std::string(loom_last_error()).find("betas"), std::string::npos) << loom_last_error();
+  EXPECT_EQ(loom_adam_add_group(opt, &q, 1, nullptr), -1);
+  EXPECT_EQ(loom_optimizer_num_groups(opt), 3);
+  for (loom_tensor *t : {p, q, r}) loom_set_grad(t, loom_ones_like(t));
+  ASSERT_EQ(loom_optimizer_step(opt), 0) << loom_last_error();
+  // the state dict names every option; amsgrad's buffer only where the group has it
+  loom_tensor_map *m = loom_map_new();
+  ASSERT_EQ(loom_optimizer_state_dict(opt, m, "o."), 0) << loom_last_error();
+  EXPECT_EQ(V(loom_map_get(m, "o.param_groups.2.betas")), std::vector<double>({0.9, 0.5}));
+  EXPECT_EQ(V(loom_map_get(m, "o.param_groups.2.eps"))[0], 1e-3);
+  EXPECT_EQ(V(loom_map_get(m, "o.param_groups.0.amsgrad"))[0], 1.0);
+  EXPECT_EQ(V(loom_map_get(m, "o.param_groups.2.amsgrad"))[0], 0.0);
+  EXPECT_NE(loom_map_get(m, "o.state.1.max_exp_avg_sq"), nullptr);
+  EXPECT_EQ(loom_map_get(m, "o.state.2.max_exp_avg_sq"), nullptr);
+  // into a fresh optimiser whose groups start with other options: they follow the dict
+  loom_tensor *p2 = loom_ones(LOOM_SHAPE(2), LOOM_F32, loom_cpu()), *q2 = loom_ones(LOOM_SHAPE(3), LOOM_F32, loom_cpu());
+  loom_tensor *r2 = loom_ones(LOOM_SHAPE(1), LOOM_F32, loom_cpu());
+  loom_optimizer *b = loom_adam(&p2, 1, nullptr);
+  ASSERT_EQ(loom_adam_add_group(b, &q2, 1, nullptr), 1);
+  ASSERT_EQ(loom_adam_add_group(b, &r2, 1, nullptr), 2);
+  ASSERT_EQ(loom_optimizer_load_state_dict(b, m, "o."), 0) << loom_last_error();
+  loom_tensor_map *m2 = loom_map_new();
+  ASSERT_EQ(loom_optimizer_state_dict(b, m2, "o."), 0);
+  for (int k = 0; k < loom_map_size(m); k++) {
+    const char *name = loom_map_name(m, k);
+    ASSERT_NE(loom_map_get(m2, name), nullptr) << name;
+    EXPECT_EQ(V(loom_map_get(m2, name)), V(loom_map_get(m, name))) << name;
+  }
+  EXPECT_DOUBLE_EQ(loom_optimizer_get_momentum(b, 0), 0.7);
+  // bad option values: the load fails with the key named and b keeps what it had
+  auto refused = [&](const char *key, loom_tensor *v, const char *what) {
+    loom_tensor_map *bad = loom_map_new();
+    for (int k = 0; k < loom_map_size(m); k++) loom_map_set(bad, loom_map_name(m, k), loom_map_get(m, loom_map_name(m, k)));
+    loom_map_set(bad, key, v);
+    EXPECT_NE(loom_optimizer_load_state_dict(b, bad, "o."), 0) << key;
+    EXPECT_NE(std::string(loom_last_error()).find(what), std::string::npos) << loom_last_error();
+    loom_map_free(bad);
+    loom_tensor_map *now = loom_map_new();
+    ASSERT_EQ(loom_optimizer_state_dict(b, now, "o."), 0);
+    for (int k = 0; k < loom_map_size(m); k++)
+      EXPECT_EQ(V(loom_map_get(now, loom_map_name(m, k))), V(loom_map_get(m, loom_map_name(m, k)))) << loom_map_name(m, k);
+    loom_map_free(now);
+  };
+  refused("o.param_groups.1.betas", T({0.9}, LOOM_SHAPE(1), LOOM_F64), "betas");
+  refused("o.param_groups.1.betas", T({0.9, 1.5}, LOOM_SHAPE(2), LOOM_F64), "betas");
+  refused("o.param_groups.0.amsgrad", T({2}, LOOM_SHAPE(), LOOM_F64), "not 0 or 1");
+  refused("o.param_groups.2.eps", T({-1}, LOOM_SHAPE(), LOOM_F64), "eps");
+  // turning amsgrad on for a group whose parameter has no max_exp_avg_sq
+  refused("o.param_groups.2.amsgrad", T({1}, LOOM_SHAPE(), LOOM_F64), "max_exp_avg_sq");
+  loom_map_free(m);
+  loom_map_free(m2);
+  loom_optimizer_free(opt);
+  loom_optimizer_free(b);
 }
 
 TEST(Optim, StepsDoNotRecordOrLeak) {

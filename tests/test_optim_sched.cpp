@@ -11,34 +11,42 @@ namespace {
 
 using MakeSched = std::function<loom_scheduler *(loom_optimizer *)>;
 
-// SGD over two one-element params with lrs 0.1 and 0.05, as the fixture's.
+// SGD (or Adam) over two one-element params with lrs 0.1 and 0.05, as the fixture's.
 struct TwoGroups {
   loom_tensor *p[2];
   loom_optimizer *opt;
-  TwoGroups() {
+  explicit TwoGroups(bool adam = false) {
     p[0] = loom_zeros(LOOM_SHAPE(1), LOOM_F32, loom_cpu());
     p[1] = loom_zeros(LOOM_SHAPE(1), LOOM_F32, loom_cpu());
     loom_sgd_opts o{};
     o.lr = 0.1;
-    opt = loom_sgd(p, 1, &o);
+    loom_adam_opts a{};
+    a.lr = 0.1;
+    opt = adam ? loom_adam(p, 1, &a) : loom_sgd(p, 1, &o);
     loom_optimizer_add_param_group(opt, &p[1], 1, 0.05, -1);
   }
   ~TwoGroups() { loom_optimizer_free(opt); }
 };
 
-// lrs [21, 2]: after construction, then after each of 20 steps.
-void check_schedule(const char *name, const MakeSched &make, int n_scheds = 1) {
+enum class Opt { SGD, SGD_MOMENTUM, ADAM_MOMENTUM };
+
+// lrs [21, 2]: after construction, then after each of 20 steps; with
+// *_MOMENTUM also each group's momentum (SGD's, Adam's beta1) against name.momentum.
+void check_schedule(const char *name, const MakeSched &make, int n_scheds = 1, Opt kind = Opt::SGD) {
   SCOPED_TRACE(name);
   Fixture fx("optim_sched");
   ASSERT_TRUE(fx.ok());
   ScopeGuard scope;
-  TwoGroups tg;
+  TwoGroups tg(kind == Opt::ADAM_MOMENTUM);
   std::vector<loom_scheduler *> scheds;
   loom_scheduler *first = make(tg.opt);
   ASSERT_NE(first, nullptr) << loom_last_error();
   scheds.push_back(first);
-  std::vector<double> lrs;
-  auto record = [&] { for (int g = 0; g < 2; g++) lrs.push_back(loom_optimizer_get_lr(tg.opt, g)); };
+  std::vector<double> lrs, moms;
+  auto record = [&] {
+    for (int g = 0; g < 2; g++) lrs.push_back(loom_optimizer_get_lr(tg.opt, g));
+    for (int g = 0; g < 2; g++) moms.push_back(loom_optimizer_get_momentum(tg.opt, g));
+  };
   if (n_scheds == 2) {  // "chained": LinearLR then StepLR on one optimiser
     loom_scheduler *second = loom_step_lr(tg.opt, 5, 0.5);
     ASSERT_NE(second, nullptr);
@@ -50,6 +58,7 @@ void check_schedule(const char *name, const MakeSched &make, int n_scheds = 1) {
     record();
   }
   EXPECT_TRUE(close(T(lrs, LOOM_SHAPE(21, 2), LOOM_F64), fx[name], 1e-12));
+  if (kind != Opt::SGD) EXPECT_TRUE(close(T(moms, LOOM_SHAPE(21, 2), LOOM_F64), fx[std::string(name) + ".momentum"], 1e-12));
   EXPECT_DOUBLE_EQ(loom_scheduler_get_lr(scheds.back(), 1), lrs.back());
   for (loom_scheduler *sc : scheds) loom_scheduler_free(sc);
 }
@@ -62,10 +71,15 @@ TEST(Schedule, MatchesPyTorch) {
   });
   check_schedule("cosine", [](loom_optimizer *o) { return loom_cosine_annealing_lr(o, 7, 0.001); });
   check_schedule("linear", [](loom_optimizer *o) { return loom_linear_lr(o, 0.25, 1.0, 6); });
-  check_schedule("onecycle", [](loom_optimizer *o) { return loom_onecycle_lr(o, 1.0, 21, nullptr); });
+  check_schedule("onecycle", [](loom_optimizer *o) {
+    loom_onecycle_opts oc{};
+    oc.no_cycle_momentum = true;
+    return loom_onecycle_lr(o, 1.0, 21, &oc);
+  });
   check_schedule("onecycle3", [](loom_optimizer *o) {
     loom_onecycle_opts oc{};
     oc.pct_start = 0.25, oc.div_factor = 10, oc.final_div_factor = 100, oc.anneal_linear = true, oc.three_phase = true;
+    oc.no_cycle_momentum = true;
     return loom_onecycle_lr(o, 0.5, 25, &oc);
   });
   check_schedule("sequential", [](loom_optimizer *o) {
@@ -87,6 +101,83 @@ TEST(Schedule, MatchesPyTorch) {
     static const int ms[] = {5};
     return loom_sequential_lr(o, parts, 2, ms);
   });
+}
+
+double inverse_cycle(double x, void *) { return 1.0 / (1.0 + x); }
+double decay_by_step(double x, void *ctx) { return std::pow(*(const double *)ctx, x); }
+
+// OneCycleLR and CyclicLR move momentum too (PyTorch's cycle_momentum=True).
+TEST(Schedule, CyclingMatchesPyTorch) {
+  check_schedule("onecycle_mom", [](loom_optimizer *o) {
+    static const double peaks[] = {1.0, 0.4};
+    loom_onecycle_opts oc{};
+    oc.max_lrs = peaks;
+    return loom_onecycle_lr(o, 0, 21, &oc);
+  }, 1, Opt::SGD_MOMENTUM);
+  check_schedule("onecycle3_mom_adam", [](loom_optimizer *o) {
+    loom_onecycle_opts oc{};
+    oc.pct_start = 0.25, oc.anneal_linear = true, oc.three_phase = true, oc.base_momentum = 0.8, oc.max_momentum = 0.9;
+    return loom_onecycle_lr(o, 0.5, 25, &oc);
+  }, 1, Opt::ADAM_MOMENTUM);
+  check_schedule("cyclic", [](loom_optimizer *o) {
+    static const double base[] = {0.01, 0.02}, peak[] = {0.1, 0.3};
+    loom_cyclic_opts c{};
+    c.step_size_up = 4, c.step_size_down = 3, c.base_lrs = base, c.max_lrs = peak;
+    return loom_cyclic_lr(o, 0, 0, &c);
+  }, 1, Opt::SGD_MOMENTUM);
+  check_schedule("cyclic_tri2", [](loom_optimizer *o) {
+    loom_cyclic_opts c{};
+    c.step_size_up = 3, c.mode = LOOM_CYCLIC_TRIANGULAR2, c.no_cycle_momentum = true;
+    return loom_cyclic_lr(o, 0.01, 0.2, &c);
+  });
+  check_schedule("cyclic_exp_adam", [](loom_optimizer *o) {
+    static const double base_mom[] = {0.7, 0.6};
+    loom_cyclic_opts c{};
+    c.step_size_up = 2, c.step_size_down = 5, c.mode = LOOM_CYCLIC_EXP_RANGE, c.gamma = 0.9;
+    c.base_momentums = base_mom, c.max_momentum = 0.85;
+    return loom_cyclic_lr(o, 0.001, 0.05, &c);
+  }, 1, Opt::ADAM_MOMENTUM);
+  check_schedule("cyclic_fn_cycle", [](loom_optimizer *o) {
+    loom_cyclic_opts c{};
+    c.step_size_up = 3, c.scale_fn = inverse_cycle;
+    return loom_cyclic_lr(o, 0.01, 0.1, &c);
+  }, 1, Opt::SGD_MOMENTUM);
+  check_schedule("cyclic_fn_iter", [](loom_optimizer *o) {
+    static double rate = 0.95;
+    loom_cyclic_opts c{};
+    c.step_size_up = 3, c.scale_fn = decay_by_step, c.scale_ctx = &rate, c.scale_by_step = true;
+    return loom_cyclic_lr(o, 0.01, 0.1, &c);
+  }, 1, Opt::SGD_MOMENTUM);
+}
+
+// Cycled momentum reaches the update: SGD under OneCycleLR takes the steps
+// of the SGD rule written out with each step's lr and momentum.
+TEST(Schedule, CycledMomentumDrivesTheUpdate) {
+  ScopeGuard scope;
+  loom_tensor *p = loom_ones(LOOM_SHAPE(3), LOOM_F64, loom_cpu());
+  loom_sgd_opts o{};
+  o.lr = 0.1, o.momentum = 0.5;
+  loom_optimizer *opt = loom_sgd(&p, 1, &o);
+  loom_scheduler *s = loom_onecycle_lr(opt, 0.3, 10, nullptr);
+  ASSERT_NE(s, nullptr) << loom_last_error();
+  EXPECT_DOUBLE_EQ(loom_optimizer_get_momentum(opt, 0), 0.95);  // max_momentum at step 0
+  std::vector<double> want = {1, 1, 1}, buf(3), moms;
+  for (int i = 0; i < 6; i++) {
+    std::vector<double> g = {1, -2, 0.5 * i};
+    double lr = loom_optimizer_get_lr(opt, 0), m = loom_optimizer_get_momentum(opt, 0);
+    moms.push_back(m);
+    for (int k = 0; k < 3; k++) {
+      buf[(size_t)k] = i == 0 ? g[(size_t)k] : m * buf[(size_t)k] + g[(size_t)k];
+      want[(size_t)k] -= lr * buf[(size_t)k];
+    }
+    loom_set_grad(p, T(g, LOOM_SHAPE(3), LOOM_F64));
+    ASSERT_EQ(loom_optimizer_step(opt), 0);
+    ASSERT_EQ(loom_scheduler_step(s), 0);
+  }
+  EXPECT_LT(moms[3], moms[0]);  // it moved
+  EXPECT_TRUE(close(p, T(want, LOOM_SHAPE(3), LOOM_F64), 1e-12));
+  loom_scheduler_free(s);
+  loom_optimizer_free(opt);
 }
 
 // ReduceLROnPlateau stepped with the fixture's metrics (one NaN among them).
@@ -119,22 +210,31 @@ TEST(Schedule, ReduceLROnPlateauMatchesPyTorch) {
   loom_plateau_opts b{};
   b.mode_max = true, b.factor = 0.3, b.set_patience = true, b.threshold = 0.05, b.threshold_abs = true, b.min_lr = 0.02;
   check_plateau("plateau_max_abs", b, -1);
+  static const double floors[] = {0.02, 0.005};
+  loom_plateau_opts c{};
+  c.factor = 0.5, c.patience = 1, c.min_lrs = floors, c.eps = 1e-3;
+  check_plateau("plateau_min_lrs", c, 1);
 }
 
-// Warm restarts and ReduceLROnPlateau carry their own counters through a checkpoint.
+// Warm restarts and ReduceLROnPlateau carry their own counters through a
+// checkpoint; CyclicLR's cycled momentum comes back with the optimiser's groups.
 TEST(Schedule, CountersRoundTrip) {
   ScopeGuard scope;
-  for (int kind = 0; kind < 2; kind++) {
-    SCOPED_TRACE(kind == 0 ? "warm restarts" : "plateau");
-    TwoGroups a, b;
+  for (int kind = 0; kind < 3; kind++) {
+    SCOPED_TRACE(kind == 0 ? "warm restarts" : kind == 1 ? "plateau" : "cyclic");
+    TwoGroups a(kind == 2), b(kind == 2);
     loom_plateau_opts po{};
     po.patience = 1;
+    loom_cyclic_opts co{};
+    co.step_size_up = 3;
     auto make = [&](loom_optimizer *o) {
-      return kind == 0 ? loom_cosine_warm_restarts_lr(o, 2, 3, 0.001) : loom_reduce_lr_on_plateau(o, &po);
+      return kind == 0   ? loom_cosine_warm_restarts_lr(o, 2, 3, 0.001)
+             : kind == 1 ? loom_reduce_lr_on_plateau(o, &po)
+                         : loom_cyclic_lr(o, 0.01, 0.1, &co);
     };
     loom_scheduler *sa = make(a.opt), *sb = make(b.opt);
     auto step = [&](loom_scheduler *s, int i) {
-      return kind == 0 ? loom_scheduler_step(s) : loom_scheduler_step_metric(s, 1.0 / (1 + i % 3));
+      return kind == 1 ? loom_scheduler_step_metric(s, 1.0 / (1 + i % 3)) : loom_scheduler_step(s);
     };
     for (int i = 0; i < 7; i++) ASSERT_EQ(step(sa, i), 0);
     loom_tensor_map *m = loom_map_new();
@@ -145,7 +245,10 @@ TEST(Schedule, CountersRoundTrip) {
     for (int i = 7; i < 20; i++) {
       ASSERT_EQ(step(sa, i), 0);
       ASSERT_EQ(step(sb, i), 0);
-      for (int g = 0; g < 2; g++) EXPECT_DOUBLE_EQ(loom_optimizer_get_lr(b.opt, g), loom_optimizer_get_lr(a.opt, g)) << i;
+      for (int g = 0; g < 2; g++) {
+        EXPECT_DOUBLE_EQ(loom_optimizer_get_lr(b.opt, g), loom_optimizer_get_lr(a.opt, g)) << i;
+        EXPECT_DOUBLE_EQ(loom_optimizer_get_momentum(b.opt, g), loom_optimizer_get_momentum(a.opt, g)) << i;
+      }
     }
     loom_map_free(m);
     loom_scheduler_free(sa);
@@ -186,6 +289,33 @@ TEST(Schedule, BadInput) {
   EXPECT_NE(std::string(loom_last_error()).find("LinearLR"), std::string::npos);
   EXPECT_EQ(loom_onecycle_lr(tg.opt, 1.0, 0, nullptr), nullptr);
   EXPECT_NE(std::string(loom_last_error()).find("OneCycleLR"), std::string::npos);
+  // momentum bounds must be valid options of the optimiser: beta1 < 1 for Adam
+  TwoGroups adam(true);
+  loom_onecycle_opts bad{};
+  bad.max_momentum = 1.0;
+  double lr0 = loom_optimizer_get_lr(adam.opt, 0), m0 = loom_optimizer_get_momentum(adam.opt, 0);
+  EXPECT_EQ(loom_onecycle_lr(adam.opt, 1.0, 10, &bad), nullptr);
+  EXPECT_NE(std::string(loom_last_error()).find("not a valid beta1 of Adam"), std::string::npos) << loom_last_error();
+  loom_cyclic_opts cb{};
+  cb.base_momentum = -0.5;
+  EXPECT_EQ(loom_cyclic_lr(adam.opt, 0.01, 0.1, &cb), nullptr);
+  EXPECT_NE(std::string(loom_last_error()).find("base momentum -0.5 of group 0"), std::string::npos) << loom_last_error();
+  EXPECT_EQ(loom_optimizer_get_lr(adam.opt, 0), lr0);  // nothing changed
+  EXPECT_EQ(loom_optimizer_get_momentum(adam.opt, 0), m0);
+  loom_cyclic_opts cs{};
+  cs.step_size_up = -1;
+  EXPECT_EQ(loom_cyclic_lr(tg.opt, 0.01, 0.1, &cs), nullptr);
+  EXPECT_NE(std::string(loom_last_error()).find("CyclicLR"), std::string::npos);
+  cs = {};
+  cs.mode = (loom_cyclic_mode)7;
+  EXPECT_EQ(loom_cyclic_lr(tg.opt, 0.01, 0.1, &cs), nullptr);
+  EXPECT_EQ(loom_cyclic_lr(tg.opt, -0.01, 0.1, nullptr), nullptr);
+  EXPECT_EQ(loom_cyclic_lr(nullptr, 0.01, 0.1, nullptr), nullptr);
+  static const double neg[] = {0.01, -1};
+  loom_plateau_opts pn{};
+  pn.min_lrs = neg;
+  EXPECT_EQ(loom_reduce_lr_on_plateau(tg.opt, &pn), nullptr);
+  EXPECT_NE(std::string(loom_last_error()).find("ReduceLROnPlateau"), std::string::npos);
   loom_scheduler *oc = loom_onecycle_lr(tg.opt, 1.0, 3, nullptr);
   for (int s = 0; s < 3; s++) EXPECT_EQ(loom_scheduler_step(oc), 0);
   EXPECT_NE(loom_scheduler_step(oc), 0);  // past total_steps, as PyTorch

@@ -9,8 +9,8 @@
 Same model: torchvision.models.resnet18(num_classes=10) with conv1 = Conv2d(1, 64, 3, 1, 1,
 bias=False) (initialised like the rest, kaiming normal fan_out, as Loom's zoo does) and maxpool =
 Identity. Same recipe: SGD lr 0.1, momentum 0.9, weight decay 5e-4 on every parameter, batch 128,
-cosine annealing over all steps stepped after every step (or OneCycleLR with momentum not cycled,
-as Loom's one-cycle), cross-entropy, 10 epochs, TF32 off unless --tf32 (Loom's default; cuDNN's
+cosine annealing over all steps stepped after every step (or OneCycleLR with its defaults,
+momentum cycled, as Loom's one-cycle), cross-entropy, 10 epochs, TF32 off unless --tf32 (Loom's default; cuDNN's
 benchmark mode on), a new shuffle every epoch, the last batch kept.
 Same data: the IDX .gz files read with gzip + numpy, zero-padded from 28x28 to 32x32, a random
 32x32 crop of the padded image padded by 4 more and a horizontal flip with probability 0.5
@@ -152,7 +152,7 @@ def main():
     per_epoch = (n + a.batch_size - 1) // a.batch_size
     total = a.epochs * per_epoch
     if a.schedule == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=total, cycle_momentum=False)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=total)
     else:
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
     gen = torch.Generator().manual_seed(a.seed)

@@ -1,11 +1,11 @@
 /* Loom optimisers, learning-rate schedules, gradient clipping, loss scaling and autocast.
  *
  * Optimisers follow torch.optim: the same update rules, defaults, per-parameter
- * state (created lazily at a parameter's first step) and parameter groups.
- * Parameters whose .grad is NULL are skipped by step. Updates run with
- * autograd recording off, in place on the parameters' storage; on CUDA every
- * (device, dtype) bucket of parameters is updated by ONE fused multi-tensor
- * kernel launch.
+ * state (created lazily at a parameter's first step) and parameter groups,
+ * each with its own options. Parameters whose .grad is NULL are skipped by
+ * step. Updates run with autograd recording off, in place on the parameters'
+ * storage; every (group, device, dtype) bucket of parameters is updated by ONE
+ * fused multi-tensor kernel launch (PyTorch's foreach path, also per group).
  *
  * Options structs: all-zero means PyTorch's defaults (pass NULL for them too).
  * A field whose PyTorch default is not zero (lr, betas, eps, alpha, AdamW's
@@ -77,10 +77,22 @@ int loom_module_trainable_params(const loom_module *m, loom_tensor **out, int ma
 void loom_optimizer_free(loom_optimizer *opt);
 /* "SGD", "Adam", "AdamW", "RMSprop". */
 const char *loom_optimizer_name(const loom_optimizer *opt);
-/* A new group; lr / weight_decay < 0 take the optimiser's defaults. Returns
- * the group's index or -1. A parameter may belong to one group only. */
+/* A new group with the optimiser's options, but lr / weight_decay when >= 0
+ * (negative = the optimiser's). Returns the group's index or -1. A parameter
+ * may belong to one group only. */
 int loom_optimizer_add_param_group(loom_optimizer *opt, loom_tensor *const *params, int n, double lr,
                                    double weight_decay);
+/* A new group with options of its own (PyTorch's param group dict): o is read
+ * exactly as the constructor reads it (all-zero = PyTorch's defaults, not the
+ * optimiser's; start from a copy of the constructor's struct to change one
+ * field); NULL = the optimiser's options. The kind must match (adam for Adam
+ * and AdamW). Returns the group's index or -1. */
+int loom_sgd_add_group(loom_optimizer *opt, loom_tensor *const *params, int n, const loom_sgd_opts *o);
+int loom_adam_add_group(loom_optimizer *opt, loom_tensor *const *params, int n, const loom_adam_opts *o);
+int loom_rmsprop_add_group(loom_optimizer *opt, loom_tensor *const *params, int n, const loom_rmsprop_opts *o);
+/* Group g's option that cycling schedules move: SGD's and RMSprop's momentum,
+ * Adam's and AdamW's beta1 (NAN + error when g is out of range). */
+double loom_optimizer_get_momentum(const loom_optimizer *opt, int group);
 int loom_optimizer_num_groups(const loom_optimizer *opt);
 /* One update of every parameter with a gradient. Returns 0 or an error status. */
 int loom_optimizer_step(loom_optimizer *opt);
@@ -97,10 +109,14 @@ double loom_optimizer_get_initial_lr(const loom_optimizer *opt, int group);
  *   state.<i>.step (0-d f64), state.<i>.momentum_buffer, state.<i>.exp_avg,
  *   state.<i>.exp_avg_sq, state.<i>.max_exp_avg_sq, state.<i>.square_avg,
  *   state.<i>.grad_avg, param_groups.<g>.lr, param_groups.<g>.initial_lr,
- *   param_groups.<g>.weight_decay
- * The buffers are the live tensors (references); the numbers are new 0-d
+ *   param_groups.<g>.weight_decay and the group's other options:
+ *   SGD momentum, dampening, nesterov, maximize; Adam / AdamW betas (a pair),
+ *   eps, amsgrad, maximize; RMSprop alpha, eps, momentum, centered, maximize
+ *   (flags as 0 / 1)
+ * The buffers are the live tensors (references); the numbers are new f64
  * tensors. prefix may be NULL. Load copies values in (device / dtype
- * converted), checks shapes and group counts, and changes nothing on error. */
+ * converted), checks shapes, group counts and options (a group option absent
+ * from the map is left as it is), and changes nothing on error. */
 int loom_optimizer_state_dict(const loom_optimizer *opt, loom_tensor_map *out, const char *prefix);
 int loom_optimizer_load_state_dict(loom_optimizer *opt, const loom_tensor_map *in, const char *prefix);
 
@@ -137,15 +153,47 @@ loom_scheduler *loom_multistep_lr(loom_optimizer *opt, const int *milestones, in
 loom_scheduler *loom_cosine_annealing_lr(loom_optimizer *opt, int t_max, double eta_min);
 /* start_factor 0 = 1/3, end_factor 0 = 1.0, total_iters 0 = 5. */
 loom_scheduler *loom_linear_lr(loom_optimizer *opt, double start_factor, double end_factor, int total_iters);
+/* OneCycleLR and CyclicLR cycle each group's momentum (SGD / RMSprop
+ * momentum, Adam's beta1) inversely to the lr, as PyTorch's default
+ * cycle_momentum=True does; no_cycle_momentum leaves it alone. The per-group
+ * arrays (max_lrs, base_momentums, ...) have one entry per group of the
+ * optimiser; NULL = the scalar for every group. */
 typedef struct loom_onecycle_opts {
   double pct_start;         /* 0 = 0.3 */
   double div_factor;        /* 0 = 25 */
   double final_div_factor;  /* 0 = 1e4 */
   bool anneal_linear;       /* false = cosine annealing */
   bool three_phase;
+  bool no_cycle_momentum;   /* PyTorch's cycle_momentum=False */
+  double base_momentum;     /* 0 = 0.85 */
+  double max_momentum;      /* 0 = 0.95 */
+  const double *max_lrs;    /* per group; NULL = max_lr */
+  const double *base_momentums, *max_momentums;  /* per group; NULL = the scalars */
 } loom_onecycle_opts;
-/* max_lr applies to every group; total_steps > 0. Momentum is not cycled. */
+/* total_steps > 0. */
 loom_scheduler *loom_onecycle_lr(loom_optimizer *opt, double max_lr, int total_steps, const loom_onecycle_opts *o);
+/* CyclicLR: the lr cycles between base_lr (set as each group's lr) and max_lr
+ * over step_size_up + step_size_down steps; the amplitude is scaled by mode
+ * (triangular: 1, triangular2: halved every cycle, exp_range: gamma^step) or
+ * by scale_fn(x, ctx) with x the cycle number (from 1), or the step when
+ * scale_by_step (PyTorch's scale_mode 'iterations'). */
+typedef enum loom_cyclic_mode { LOOM_CYCLIC_TRIANGULAR, LOOM_CYCLIC_TRIANGULAR2, LOOM_CYCLIC_EXP_RANGE } loom_cyclic_mode;
+typedef double (*loom_cyclic_scale_fn)(double x, void *ctx);
+typedef struct loom_cyclic_opts {
+  int step_size_up;         /* 0 = 2000 */
+  int step_size_down;       /* 0 = step_size_up */
+  loom_cyclic_mode mode;    /* triangular */
+  double gamma;             /* 0 = 1 (exp_range) */
+  loom_cyclic_scale_fn scale_fn;  /* NULL = mode's */
+  void *scale_ctx;
+  bool scale_by_step;       /* with scale_fn: x = the step, not the cycle */
+  bool no_cycle_momentum;
+  double base_momentum;     /* 0 = 0.8 */
+  double max_momentum;      /* 0 = 0.9 */
+  const double *base_lrs, *max_lrs;              /* per group; NULL = the scalars */
+  const double *base_momentums, *max_momentums;  /* per group; NULL = the scalars */
+} loom_cyclic_opts;
+loom_scheduler *loom_cyclic_lr(loom_optimizer *opt, double base_lr, double max_lr, const loom_cyclic_opts *o);
 /* ExponentialLR: lr * gamma every step (gamma > 0). */
 loom_scheduler *loom_exponential_lr(loom_optimizer *opt, double gamma);
 /* PolynomialLR: initial_lr * (1 - min(t, total_iters) / total_iters)^power;
@@ -171,6 +219,7 @@ typedef struct loom_plateau_opts {
   bool threshold_abs;   /* false = 'rel' */
   int cooldown;         /* 0 */
   double min_lr;        /* 0, for every group */
+  const double *min_lrs;  /* one per group; NULL = min_lr */
   double eps;           /* 0 = 1e-8: a smaller change of lr is skipped */
 } loom_plateau_opts;
 loom_scheduler *loom_reduce_lr_on_plateau(loom_optimizer *opt, const loom_plateau_opts *o);

@@ -17,13 +17,25 @@ bool optim_resolve_sgd(const loom_sgd_opts *in, loom_sgd_opts *out);
 bool optim_resolve_adam(const char *name, const loom_adam_opts *in, bool adamw, loom_adam_opts *out);
 bool optim_resolve_rmsprop(const loom_rmsprop_opts *in, loom_rmsprop_opts *out);
 
-/* Parameter groups as the schedulers see them (PyTorch's param_groups lr and initial_lr). */
+/* A parameter group: PyTorch's param_groups entry. lr and weight_decay are
+ * the group's (schedulers write lr); the options struct of the optimiser's
+ * kind holds the rest (its own lr and weight_decay fields are not read). */
 typedef struct optim_group {
   double lr, weight_decay;
   double initial_lr;
   bool has_initial_lr;
+  union {
+    loom_sgd_opts sgd;
+    loom_adam_opts adam;
+    loom_rmsprop_opts rmsprop;
+  } o;
 } optim_group;
 optim_group *optim_groups(loom_optimizer *opt, int *n);
+/* The option of group g that cycling schedules move: SGD's and RMSprop's
+ * momentum, Adam's and AdamW's beta1 (NULL when g is out of range). */
+double *optim_group_momentum(loom_optimizer *opt, int g);
+/* Whether v is a valid value of that option for group g (0 <= g < groups). */
+bool optim_momentum_ok(const loom_optimizer *opt, int g, double v);
 
 /* Parameters of opt with a gradient, in order (borrowed; free the array). */
 loom_tensor **optim_params_with_grad(const loom_optimizer *opt, int *n);

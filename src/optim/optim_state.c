@@ -32,8 +32,100 @@ bool optim_get_number(const loom_tensor_map *m, const char *key, double *v) {
 
 static bool uses_step(const loom_optimizer *opt) { return opt->kind != OPT_SGD; }
 
+/* A group option as stored: one number, a pair (betas) or a flag (0 / 1). */
+typedef struct group_field {
+  const char *name;
+  double *v[2];
+  bool *flag;
+} group_field;
+
+/* The options of grp beyond lr and weight_decay, PyTorch's param_groups keys. */
+static int group_fields(const loom_optimizer *opt, optim_group *grp, group_field *f) {
+  int n = 0;
+  switch (opt->kind) {
+    case OPT_SGD:
+      f[n++] = (group_field){"momentum", {&grp->o.sgd.momentum, NULL}, NULL};
+      f[n++] = (group_field){"dampening", {&grp->o.sgd.dampening, NULL}, NULL};
+      f[n++] = (group_field){"nesterov", {NULL, NULL}, &grp->o.sgd.nesterov};
+      f[n++] = (group_field){"maximize", {NULL, NULL}, &grp->o.sgd.maximize};
+      break;
+    case OPT_ADAM:
+    case OPT_ADAMW:
+      f[n++] = (group_field){"betas", {&grp->o.adam.beta1, &grp->o.adam.beta2}, NULL};
+      f[n++] = (group_field){"eps", {&grp->o.adam.eps, NULL}, NULL};
+      f[n++] = (group_field){"amsgrad", {NULL, NULL}, &grp->o.adam.amsgrad};
+      f[n++] = (group_field){"maximize", {NULL, NULL}, &grp->o.adam.maximize};
+      break;
+    default:
+      f[n++] = (group_field){"alpha", {&grp->o.rmsprop.alpha, NULL}, NULL};
+      f[n++] = (group_field){"eps", {&grp->o.rmsprop.eps, NULL}, NULL};
+      f[n++] = (group_field){"momentum", {&grp->o.rmsprop.momentum, NULL}, NULL};
+      f[n++] = (group_field){"centered", {NULL, NULL}, &grp->o.rmsprop.centered};
+      f[n++] = (group_field){"maximize", {NULL, NULL}, &grp->o.rmsprop.maximize};
+      break;
+  }
+  return n;
+}
+
+static int put_group_fields(const loom_optimizer *opt, int g, loom_tensor_map *out, const char *prefix) {
+  group_field f[5];
+  char key[512], suffix[128];
+  int n = group_fields(opt, &opt->groups[g], f), st = LOOM_OK;
+  for (int k = 0; st == LOOM_OK && k < n; k++) {
+    snprintf(suffix, sizeof suffix, "param_groups.%d.%s", g, f[k].name);
+    optim_key(key, sizeof key, prefix, suffix);
+    if (!f[k].v[1]) {
+      st = optim_put_number(out, key, f[k].flag ? (double)*f[k].flag : *f[k].v[0]);
+      continue;
+    }
+    double pair[2] = {*f[k].v[0], *f[k].v[1]};
+    loom_scope_begin();
+    loom_tensor *t = loom_from_host(pair, LOOM_SHAPE(2), LOOM_F64, loom_cpu());
+    st = t ? loom_map_set(out, key, t) : (int)loom_last_status();
+    loom_scope_end();
+  }
+  return st;
+}
+
+/* Reads group g's options present in `in` into *grp (a copy) and checks them. */
+static loom_status get_group_fields(const loom_optimizer *opt, int g, const loom_tensor_map *in, const char *prefix,
+                                    optim_group *grp) {
+  group_field f[5];
+  char key[512], suffix[128];
+  snprintf(suffix, sizeof suffix, "param_groups.%d.lr", g);
+  optim_get_number(in, optim_key(key, sizeof key, prefix, suffix), &grp->lr);
+  snprintf(suffix, sizeof suffix, "param_groups.%d.weight_decay", g);
+  optim_get_number(in, optim_key(key, sizeof key, prefix, suffix), &grp->weight_decay);
+  int n = group_fields(opt, grp, f);
+  for (int k = 0; k < n; k++) {
+    snprintf(suffix, sizeof suffix, "param_groups.%d.%s", g, f[k].name);
+    loom_tensor *t = loom_map_get(in, optim_key(key, sizeof key, prefix, suffix));
+    if (!t) continue;   /* older checkpoints: the option stays as it is */
+    int want = f[k].v[1] ? 2 : 1;
+    double v[2];
+    if (loom_numel(t) != want || !loom_dtype_is_float(t->dtype) ||
+        loom_to_host(loom_to(t, loom_cpu(), LOOM_F64), v, sizeof(double) * (size_t)want) != LOOM_OK)
+      return core_set_error(LOOM_ERR_INVALID, "optimizer_load_state_dict: %s must hold %d floating number%s, got %s %s",
+                            key, want, want > 1 ? "s" : "", loom_dtype_name(t->dtype), loom_shape_str(t->shape));
+    if (f[k].flag) {
+      if (v[0] != 0 && v[0] != 1)
+        return core_set_error(LOOM_ERR_INVALID, "optimizer_load_state_dict: %s is %g, not 0 or 1", key, v[0]);
+      *f[k].flag = v[0] == 1;
+    } else {
+      for (int j = 0; j < want; j++) *f[k].v[j] = v[j];
+    }
+  }
+  if (!optim_check_group(opt, grp)) {
+    char why[400];
+    snprintf(why, sizeof why, "%s", loom_last_error());
+    return core_set_error(LOOM_ERR_INVALID, "optimizer_load_state_dict: param group %d: %s", g, why);
+  }
+  return LOOM_OK;
+}
+
 int loom_optimizer_state_dict(const loom_optimizer *opt, loom_tensor_map *out, const char *prefix) {
   if (!opt || !out) return core_set_error(LOOM_ERR_INVALID, "optimizer_state_dict: NULL %s", opt ? "map" : "optimizer");
+  const optim_group *groups = opt->groups;
   char key[512], suffix[128];
   int st = LOOM_OK;
   for (int g = 0; st == LOOM_OK && g < opt->n_groups; g++) {
@@ -45,6 +137,7 @@ int loom_optimizer_state_dict(const loom_optimizer *opt, loom_tensor_map *out, c
     snprintf(suffix, sizeof suffix, "param_groups.%d.initial_lr", g);
     if (st == LOOM_OK && grp->has_initial_lr)
       st = optim_put_number(out, optim_key(key, sizeof key, prefix, suffix), grp->initial_lr);
+    if (st == LOOM_OK) st = put_group_fields(opt, g, out, prefix);
   }
   for (int i = 0; st == LOOM_OK && i < opt->n_params; i++) {
     const optim_param *p = &opt->params[i];
@@ -54,7 +147,7 @@ int loom_optimizer_state_dict(const loom_optimizer *opt, loom_tensor_map *out, c
       st = optim_put_number(out, optim_key(key, sizeof key, prefix, suffix), (double)p->step);
     }
     for (int s = 0; st == LOOM_OK && s < 3; s++) {
-      if (!p->state[s] || !optim_state_used(opt, s)) continue;
+      if (!p->state[s] || !optim_state_used(opt, &groups[p->group], s)) continue;
       snprintf(suffix, sizeof suffix, "state.%d.%s", i, optim_state_name(opt, s));
       st = loom_map_set(out, optim_key(key, sizeof key, prefix, suffix), p->state[s]);
     }
@@ -63,11 +156,12 @@ int loom_optimizer_state_dict(const loom_optimizer *opt, loom_tensor_map *out, c
 }
 
 /* Checks the entries of parameter i: *present tells whether it has state. */
-static loom_status check_param_state(const loom_optimizer *opt, const loom_tensor_map *in, const char *prefix, int i,
-                                     bool *present) {
+static loom_status check_param_state(const loom_optimizer *opt, const optim_group *groups, const loom_tensor_map *in,
+                                     const char *prefix, int i, bool *present) {
   char key[512], suffix[128];
   const optim_param *p = &opt->params[i];
   int found = 0, wanted = 0;
+  const char *missing = "step";
   double step = 0;
   if (uses_step(opt)) {
     snprintf(suffix, sizeof suffix, "state.%d.step", i);
@@ -79,19 +173,23 @@ static loom_status check_param_state(const loom_optimizer *opt, const loom_tenso
     }
   }
   for (int s = 0; s < 3; s++) {
-    if (!optim_state_used(opt, s)) continue;
+    if (!optim_state_used(opt, &groups[p->group], s)) continue;
     snprintf(suffix, sizeof suffix, "state.%d.%s", i, optim_state_name(opt, s));
     loom_tensor *t = loom_map_get(in, optim_key(key, sizeof key, prefix, suffix));
     wanted++;
-    if (!t) continue;
+    if (!t) {
+      missing = optim_state_name(opt, s);
+      continue;
+    }
     found++;
     if (!loom_shape_equal(t->shape, p->p->shape) || !loom_dtype_is_float(t->dtype))
       return core_set_error(LOOM_ERR_INVALID, "optimizer_load_state_dict: %s is %s %s, the parameter %s", key,
                             loom_dtype_name(t->dtype), loom_shape_str(t->shape), loom_shape_str(p->p->shape));
   }
   if (found != 0 && found != wanted)
-    return core_set_error(LOOM_ERR_INVALID, "optimizer_load_state_dict: parameter %d has %d of its %d %s state entries",
-                          i, found, wanted, loom_optimizer_name(opt));
+    return core_set_error(LOOM_ERR_INVALID,
+                          "optimizer_load_state_dict: parameter %d has %d of the %d %s state entries its group's "
+                          "options use (no %s)", i, found, wanted, loom_optimizer_name(opt), missing);
   *present = found > 0;
   return LOOM_OK;
 }
@@ -109,9 +207,20 @@ int loom_optimizer_load_state_dict(loom_optimizer *opt, const loom_tensor_map *i
                             opt->n_groups, key, has ? "present" : "missing");
   }
   bool *present = calloc((size_t)opt->n_params + 1, 1);
-  if (!present) return core_set_error(LOOM_ERR_OOM, "optimizer_load_state_dict: out of host memory");
+  optim_group *groups = malloc((size_t)(opt->n_groups + 1) * sizeof *groups);
+  if (!present || !groups) {
+    free(present);
+    free(groups);
+    return core_set_error(LOOM_ERR_OOM, "optimizer_load_state_dict: out of host memory");
+  }
   loom_status st = LOOM_OK;
-  for (int i = 0; st == LOOM_OK && i < opt->n_params; i++) st = check_param_state(opt, in, prefix, i, &present[i]);
+  loom_scope_begin();
+  for (int g = 0; st == LOOM_OK && g < opt->n_groups; g++) {
+    groups[g] = opt->groups[g];
+    st = get_group_fields(opt, g, in, prefix, &groups[g]);
+  }
+  loom_scope_end();
+  for (int i = 0; st == LOOM_OK && i < opt->n_params; i++) st = check_param_state(opt, groups, in, prefix, i, &present[i]);
   snprintf(suffix, sizeof suffix, "state.%d.", opt->n_params);
   optim_key(key, sizeof key, prefix, suffix);
   for (int k = 0; st == LOOM_OK && k < loom_map_size(in); k++)
@@ -120,16 +229,14 @@ int loom_optimizer_load_state_dict(loom_optimizer *opt, const loom_tensor_map *i
                           loom_map_name(in, k), opt->n_params);
   if (st != LOOM_OK) {
     free(present);
+    free(groups);
     return st;
   }
   /* apply */
   loom_scope_begin();
   for (int g = 0; g < opt->n_groups; g++) {
     optim_group *grp = &opt->groups[g];
-    snprintf(suffix, sizeof suffix, "param_groups.%d.lr", g);
-    optim_get_number(in, optim_key(key, sizeof key, prefix, suffix), &grp->lr);
-    snprintf(suffix, sizeof suffix, "param_groups.%d.weight_decay", g);
-    optim_get_number(in, optim_key(key, sizeof key, prefix, suffix), &grp->weight_decay);
+    grp->lr = groups[g].lr, grp->weight_decay = groups[g].weight_decay, grp->o = groups[g].o;
     snprintf(suffix, sizeof suffix, "param_groups.%d.initial_lr", g);
     if (optim_get_number(in, optim_key(key, sizeof key, prefix, suffix), &v)) {
       grp->initial_lr = v;
@@ -144,7 +251,7 @@ int loom_optimizer_load_state_dict(loom_optimizer *opt, const loom_tensor_map *i
     snprintf(suffix, sizeof suffix, "state.%d.step", i);
     if (uses_step(opt) && optim_get_number(in, optim_key(key, sizeof key, prefix, suffix), &v)) p->step = (int64_t)v;
     for (int s = 0; st == LOOM_OK && s < 3; s++) {
-      if (!optim_state_used(opt, s)) continue;
+      if (!optim_state_used(opt, &groups[p->group], s)) continue;
       snprintf(suffix, sizeof suffix, "state.%d.%s", i, optim_state_name(opt, s));
       loom_tensor *src = loom_map_get(in, optim_key(key, sizeof key, prefix, suffix));
       loom_tensor *t = loom_empty(p->p->shape, p->p->dtype, p->p->storage->device);
@@ -158,6 +265,7 @@ int loom_optimizer_load_state_dict(loom_optimizer *opt, const loom_tensor_map *i
   }
   loom_scope_end();
   free(present);
+  free(groups);
   return st;
 }
 

@@ -16,12 +16,12 @@ static const char *const kind_names[OPT_KIND_COUNT] = {"SGD", "Adam", "AdamW", "
 
 const char *optim_state_name(const loom_optimizer *opt, int s) { return state_names[opt->kind][s]; }
 
-bool optim_state_used(const loom_optimizer *opt, int s) {
+bool optim_state_used(const loom_optimizer *opt, const optim_group *grp, int s) {
   switch (opt->kind) {
-    case OPT_SGD: return s == 0 && opt->sgd.momentum != 0;
+    case OPT_SGD: return s == 0 && grp->o.sgd.momentum != 0;
     case OPT_ADAM:
-    case OPT_ADAMW: return s < 2 || (s == 2 && opt->adam.amsgrad);
-    default: return s == 0 || (s == 1 && opt->rmsprop.momentum > 0) || (s == 2 && opt->rmsprop.centered);
+    case OPT_ADAMW: return s < 2 || (s == 2 && grp->o.adam.amsgrad);
+    default: return s == 0 || (s == 1 && grp->o.rmsprop.momentum > 0) || (s == 2 && grp->o.rmsprop.centered);
   }
 }
 
@@ -32,6 +32,66 @@ optim_group *optim_groups(loom_optimizer *opt, int *n) {
   return opt ? opt->groups : NULL;
 }
 
+static double *group_momentum(optim_kind kind, optim_group *grp) {
+  switch (kind) {
+    case OPT_SGD: return &grp->o.sgd.momentum;
+    case OPT_ADAM:
+    case OPT_ADAMW: return &grp->o.adam.beta1;
+    default: return &grp->o.rmsprop.momentum;
+  }
+}
+
+double *optim_group_momentum(loom_optimizer *opt, int g) {
+  if (!opt || g < 0 || g >= opt->n_groups) return NULL;
+  return group_momentum(opt->kind, &opt->groups[g]);
+}
+
+bool optim_momentum_ok(const loom_optimizer *opt, int g, double v) {
+  optim_group trial = opt->groups[g];
+  *group_momentum(opt->kind, &trial) = v;
+  return isfinite(v) && optim_check_group(opt, &trial);
+}
+
+double loom_optimizer_get_momentum(const loom_optimizer *opt, int group) {
+  if (!opt || group < 0 || group >= opt->n_groups) {
+    core_set_error(LOOM_ERR_INVALID, "optimizer_get_momentum: group %d out of range [0, %d)", group,
+                   opt ? opt->n_groups : 0);
+    return NAN;
+  }
+  return *group_momentum(opt->kind, &opt->groups[group]);
+}
+
+static double pin(double v) { return v == 0 ? LOOM_OPT_ZERO : v; }
+
+/* The options struct the fused update takes for group grp: the group's lr and
+ * weight_decay, and every zero a true zero (not "default"). */
+static optim_group explicit_opts(optim_kind kind, const optim_group *grp) {
+  optim_group r = *grp;
+  switch (kind) {
+    case OPT_SGD: r.o.sgd.lr = pin(grp->lr), r.o.sgd.weight_decay = grp->weight_decay; break;
+    case OPT_ADAM:
+    case OPT_ADAMW:
+      r.o.adam.lr = pin(grp->lr), r.o.adam.weight_decay = pin(grp->weight_decay);
+      r.o.adam.beta1 = pin(r.o.adam.beta1), r.o.adam.beta2 = pin(r.o.adam.beta2), r.o.adam.eps = pin(r.o.adam.eps);
+      break;
+    default:
+      r.o.rmsprop.lr = pin(grp->lr), r.o.rmsprop.weight_decay = grp->weight_decay;
+      r.o.rmsprop.alpha = pin(r.o.rmsprop.alpha), r.o.rmsprop.eps = pin(r.o.rmsprop.eps);
+      break;
+  }
+  return r;
+}
+
+bool optim_check_group(const loom_optimizer *opt, const optim_group *grp) {
+  optim_group r = explicit_opts(opt->kind, grp), out;
+  switch (opt->kind) {
+    case OPT_SGD: return optim_resolve_sgd(&r.o.sgd, &out.o.sgd);
+    case OPT_ADAM:
+    case OPT_ADAMW: return optim_resolve_adam(kind_names[opt->kind], &r.o.adam, opt->kind == OPT_ADAMW, &out.o.adam);
+    default: return optim_resolve_rmsprop(&r.o.rmsprop, &out.o.rmsprop);
+  }
+}
+
 static loom_optimizer *create(optim_kind kind, double lr, double wd) {
   loom_optimizer *opt = calloc(1, sizeof *opt);
   if (!opt) {
@@ -39,8 +99,8 @@ static loom_optimizer *create(optim_kind kind, double lr, double wd) {
     return NULL;
   }
   opt->kind = kind;
-  opt->lr = lr;
-  opt->weight_decay = wd;
+  opt->defaults.lr = lr;
+  opt->defaults.weight_decay = wd;
   return opt;
 }
 
@@ -56,7 +116,7 @@ loom_optimizer *loom_sgd(loom_tensor *const *params, int n, const loom_sgd_opts 
   loom_sgd_opts r;
   if (!optim_resolve_sgd(o, &r)) return NULL;
   loom_optimizer *opt = create(OPT_SGD, r.lr, r.weight_decay);
-  if (opt) opt->sgd = r;
+  if (opt) opt->defaults.o.sgd = r;
   return opt ? finish(opt, params, n) : NULL;
 }
 
@@ -64,7 +124,7 @@ static loom_optimizer *adam_like(optim_kind kind, loom_tensor *const *params, in
   loom_adam_opts r;
   if (!optim_resolve_adam(kind_names[kind], o, kind == OPT_ADAMW, &r)) return NULL;
   loom_optimizer *opt = create(kind, r.lr, r.weight_decay);
-  if (opt) opt->adam = r;
+  if (opt) opt->defaults.o.adam = r;
   return opt ? finish(opt, params, n) : NULL;
 }
 
@@ -79,7 +139,7 @@ loom_optimizer *loom_rmsprop(loom_tensor *const *params, int n, const loom_rmspr
   loom_rmsprop_opts r;
   if (!optim_resolve_rmsprop(o, &r)) return NULL;
   loom_optimizer *opt = create(OPT_RMSPROP, r.lr, r.weight_decay);
-  if (opt) opt->rmsprop = r;
+  if (opt) opt->defaults.o.rmsprop = r;
   return opt ? finish(opt, params, n) : NULL;
 }
 
@@ -89,6 +149,7 @@ void optim_param_clear(optim_param *p) {
     p->state[s] = NULL;
   }
   p->step = 0;
+  p->fresh = false;
 }
 
 void loom_optimizer_free(loom_optimizer *opt) {
@@ -102,8 +163,8 @@ void loom_optimizer_free(loom_optimizer *opt) {
   free(opt);
 }
 
-int loom_optimizer_add_param_group(loom_optimizer *opt, loom_tensor *const *params, int n, double lr,
-                                   double weight_decay) {
+/* Adds a group holding params with options grp (already checked). */
+static int add_group(loom_optimizer *opt, loom_tensor *const *params, int n, const optim_group *grp) {
   if (!opt) return core_set_error(LOOM_ERR_INVALID, "add_param_group: optimizer is NULL"), -1;
   const char *name = kind_names[opt->kind];
   if (n < 0 || (n > 0 && !params))
@@ -127,7 +188,9 @@ int loom_optimizer_add_param_group(loom_optimizer *opt, loom_tensor *const *para
   if (ng) opt->groups = ng;
   if (!np || !ng) return core_set_error(LOOM_ERR_OOM, "%s.add_param_group: out of host memory", name), -1;
   int g = opt->n_groups++;
-  opt->groups[g] = (optim_group){lr < 0 ? opt->lr : lr, weight_decay < 0 ? opt->weight_decay : weight_decay, 0, false};
+  opt->groups[g] = *grp;
+  opt->groups[g].initial_lr = 0;
+  opt->groups[g].has_initial_lr = false;
   for (int i = 0; i < n; i++) {
     optim_param *p = &opt->params[opt->n_params++];
     memset(p, 0, sizeof *p);
@@ -136,6 +199,34 @@ int loom_optimizer_add_param_group(loom_optimizer *opt, loom_tensor *const *para
   }
   return g;
 }
+
+int loom_optimizer_add_param_group(loom_optimizer *opt, loom_tensor *const *params, int n, double lr,
+                                   double weight_decay) {
+  if (!opt) return core_set_error(LOOM_ERR_INVALID, "add_param_group: optimizer is NULL"), -1;
+  optim_group grp = opt->defaults;
+  if (lr >= 0) grp.lr = lr;
+  if (weight_decay >= 0) grp.weight_decay = weight_decay;
+  return add_group(opt, params, n, &grp);
+}
+
+/* A group with its own options o (NULL = the optimiser's), read as the constructor reads them. */
+#define ADD_GROUP(FN, OPTS, FIELD, KIND_OK, RESOLVE)                                                      \
+  int FN(loom_optimizer *opt, loom_tensor *const *params, int n, const OPTS *o) {                        \
+    if (!opt) return core_set_error(LOOM_ERR_INVALID, #FN ": optimizer is NULL"), -1;                    \
+    if (!(KIND_OK))                                                                                       \
+      return core_set_error(LOOM_ERR_INVALID, #FN ": the optimizer is %s", kind_names[opt->kind]), -1;   \
+    optim_group grp = opt->defaults;                                                                      \
+    if (o) {                                                                                              \
+      if (!(RESOLVE)) return -1;                                                                          \
+      grp.lr = grp.o.FIELD.lr, grp.weight_decay = grp.o.FIELD.weight_decay;                               \
+    }                                                                                                     \
+    return add_group(opt, params, n, &grp);                                                               \
+  }
+ADD_GROUP(loom_sgd_add_group, loom_sgd_opts, sgd, opt->kind == OPT_SGD, optim_resolve_sgd(o, &grp.o.sgd))
+ADD_GROUP(loom_adam_add_group, loom_adam_opts, adam, opt->kind == OPT_ADAM || opt->kind == OPT_ADAMW,
+          optim_resolve_adam(kind_names[opt->kind], o, opt->kind == OPT_ADAMW, &grp.o.adam))
+ADD_GROUP(loom_rmsprop_add_group, loom_rmsprop_opts, rmsprop, opt->kind == OPT_RMSPROP,
+          optim_resolve_rmsprop(o, &grp.o.rmsprop))
 
 int loom_optimizer_num_groups(const loom_optimizer *opt) { return opt ? opt->n_groups : 0; }
 
@@ -182,7 +273,7 @@ loom_tensor **optim_params_with_grad(const loom_optimizer *opt, int *n) {
  * is written from the grad by the first update). */
 static loom_status ensure_state(loom_optimizer *opt, optim_param *p) {
   for (int s = 0; s < 3; s++) {
-    if (!optim_state_used(opt, s)) continue;
+    if (!optim_state_used(opt, &opt->groups[p->group], s)) continue;
     loom_tensor *t = p->state[s];
     if (t && t->dtype == p->p->dtype && loom_device_equal(t->storage->device, p->p->storage->device)) continue;
     /* a new buffer, or one left behind by loom_module_to_device / to_dtype: keep its values */
@@ -191,13 +282,14 @@ static loom_status ensure_state(loom_optimizer *opt, optim_param *p) {
     loom_tensor *c = loom_contiguous(nt);
     if (!c) return loom_last_status();
     core_untrack(c);  /* owned by the optimiser, not the step's scope */
+    if (!t && s == 0) p->fresh = true;
     loom_release(t);
     p->state[s] = c;
   }
   return LOOM_OK;
 }
 
-/* Updates the k params sel[0..k) (one device and dtype) in one launch. */
+/* Updates the k params sel[0..k) (one group, device and dtype) in one launch. */
 static loom_status update_bucket(loom_optimizer *opt, optim_param **sel, int k) {
   loom_tensor **lists = calloc((size_t)k * 5, sizeof *lists);
   loom_fused_scalars *sc = calloc((size_t)k, sizeof *sc);
@@ -216,18 +308,19 @@ static loom_status update_bucket(loom_optimizer *opt, optim_param **sel, int k) 
     lists[k + i] = g;
     for (int s = 0; s < 3; s++) lists[(2 + s) * k + i] = p->state[s];
     const optim_group *grp = &opt->groups[p->group];
-    sc[i] = (loom_fused_scalars){grp->lr, grp->weight_decay, p->step + 1, p->step == 0};
+    sc[i] = (loom_fused_scalars){grp->lr, grp->weight_decay, p->step + 1, p->fresh};
   }
   if (st == LOOM_OK) {
     loom_tensor **P = lists, **G = lists + k, **S0 = lists + 2 * k, **S1 = lists + 3 * k, **S2 = lists + 4 * k;
+    optim_group o = explicit_opts(opt->kind, &opt->groups[sel[0]->group]);
     switch (opt->kind) {
-      case OPT_SGD: st = loom_sgd_update(P, G, S0, sc, k, &opt->sgd); break;
+      case OPT_SGD: st = loom_sgd_update(P, G, S0, sc, k, &o.o.sgd); break;
       case OPT_ADAM:
-      case OPT_ADAMW: st = loom_adam_update(P, G, S0, S1, S2, sc, k, &opt->adam, opt->kind == OPT_ADAMW); break;
-      default: st = loom_rmsprop_update(P, G, S0, S1, S2, sc, k, &opt->rmsprop); break;
+      case OPT_ADAMW: st = loom_adam_update(P, G, S0, S1, S2, sc, k, &o.o.adam, opt->kind == OPT_ADAMW); break;
+      default: st = loom_rmsprop_update(P, G, S0, S1, S2, sc, k, &o.o.rmsprop); break;
     }
   }
-  for (int i = 0; st == LOOM_OK && i < k; i++) sel[i]->step++;
+  for (int i = 0; st == LOOM_OK && i < k; i++) sel[i]->step++, sel[i]->fresh = false;
   free(lists);
   free(sc);
   return st;
@@ -252,14 +345,14 @@ int loom_optimizer_step(loom_optimizer *opt) {
       st = core_set_error(LOOM_ERR_INVALID, "%s: parameter %d is no longer contiguous", kind_names[opt->kind], i);
     if (st == LOOM_OK) st = ensure_state(opt, p);
   }
-  /* one bucket per (device, dtype), in parameter order */
+  /* one bucket per (group, device, dtype), in parameter order */
   for (int i = 0; st == LOOM_OK && i < opt->n_params; i++) {
     optim_param *p = &opt->params[i];
     if (done[i] || !p->p->grad) continue;
     int k = 0;
     for (int j = i; j < opt->n_params; j++) {
       optim_param *q = &opt->params[j];
-      if (done[j] || !q->p->grad || q->p->dtype != p->p->dtype ||
+      if (done[j] || !q->p->grad || q->group != p->group || q->p->dtype != p->p->dtype ||
           !loom_device_equal(q->p->storage->device, p->p->storage->device))
         continue;
       done[j] = true;

@@ -12,7 +12,7 @@
 
 typedef enum {
   SCH_STEP, SCH_MULTISTEP, SCH_COSINE, SCH_LINEAR, SCH_ONECYCLE, SCH_SEQUENTIAL,
-  SCH_EXPONENTIAL, SCH_POLYNOMIAL, SCH_LAMBDA, SCH_WARM_RESTARTS, SCH_PLATEAU
+  SCH_EXPONENTIAL, SCH_POLYNOMIAL, SCH_LAMBDA, SCH_WARM_RESTARTS, SCH_PLATEAU, SCH_CYCLIC
 } sched_kind;
 
 struct loom_scheduler {
@@ -37,14 +37,22 @@ struct loom_scheduler {
   /* CosineAnnealingWarmRestarts (eta_min above) */
   int64_t t_0, t_mult, t_i;
   double t_cur;
-  /* ReduceLROnPlateau */
+  /* ReduceLROnPlateau (min_lrs: one per group) */
   loom_plateau_opts plateau;
-  double best;
+  double best, *min_lrs;
   int64_t num_bad_epochs, cooldown_counter;
-  /* OneCycleLR: phases end at phase_end[k], going from lr phase_lr[k] to phase_lr[k + 1] */
-  int total_steps, n_phases;
-  double phase_end[3], phase_lr[4];
+  /* OneCycleLR: phases end at phase_end[k]; group g goes from lr phase_lrs[4g + k]
+   * to phase_lrs[4g + k + 1] and from momentum mom[2g + phase_mom[k]] to
+   * mom[2g + phase_mom[k + 1]] (0 = base, 1 = max) */
+  int total_steps, n_phases, phase_mom[4];
+  double phase_end[3], *phase_lrs;
   bool anneal_linear;
+  /* OneCycleLR, CyclicLR: momentum cycling between mom[2g] (base) and mom[2g + 1] (max) */
+  bool cycle_momentum;
+  double *mom;
+  /* CyclicLR (max_lrs: one per group) */
+  double *max_lrs, total_size, step_ratio;
+  loom_cyclic_opts cyclic;
   /* SequentialLR */
   loom_scheduler **subs;
   int n_subs;
@@ -53,6 +61,41 @@ struct loom_scheduler {
 static double *group_lr(loom_scheduler *s, int g) {
   int n;
   return &optim_groups(s->opt, &n)[g].lr;
+}
+
+/* OneCycleLR's or CyclicLR's lr and momentum of group g at s->last_epoch
+ * (closed forms only). */
+static void cycle_at(const loom_scheduler *s, int g, double *lr, double *mom) {
+  int64_t e = s->last_epoch;
+  const double *m = s->mom ? s->mom + 2 * g : NULL;
+  *lr = *mom = NAN;
+  if (s->kind == SCH_CYCLIC) {
+    const loom_cyclic_opts *o = &s->cyclic;
+    double cycle = floor(1 + e / s->total_size), x = 1.0 + e / s->total_size - cycle;
+    double f = x <= s->step_ratio ? x / s->step_ratio : (x - 1) / (s->step_ratio - 1), scale;
+    if (o->scale_fn) scale = o->scale_fn(o->scale_by_step ? (double)e : cycle, o->scale_ctx);
+    else if (o->mode == LOOM_CYCLIC_TRIANGULAR2) scale = 1 / pow(2.0, cycle - 1);
+    else if (o->mode == LOOM_CYCLIC_EXP_RANGE) scale = pow(o->gamma, (double)e);
+    else scale = 1.0;
+    *lr = s->base_lrs[g] + (s->max_lrs[g] - s->base_lrs[g]) * f * scale;
+    *mom = m ? m[1] - (m[1] - m[0]) * f * scale : NAN;
+    return;
+  }
+  double start = 0;
+  for (int k = 0; k < s->n_phases; k++) {
+    double end = s->phase_end[k];
+    if (e <= end || k == s->n_phases - 1) {
+      double pct = (e - start) / (end - start);
+      double a[2] = {s->phase_lrs[4 * g + k], m ? m[s->phase_mom[k]] : NAN};
+      double b[2] = {s->phase_lrs[4 * g + k + 1], m ? m[s->phase_mom[k + 1]] : NAN};
+      double out[2];
+      for (int j = 0; j < 2; j++)
+        out[j] = s->anneal_linear ? (b[j] - a[j]) * pct + a[j] : b[j] + (a[j] - b[j]) / 2.0 * (cos(SCHED_PI * pct) + 1);
+      *lr = out[0], *mom = out[1];
+      return;
+    }
+    start = end;
+  }
 }
 
 /* The chainable lr of group g at s->last_epoch. */
@@ -90,17 +133,9 @@ static double chain_lr(loom_scheduler *s, int g) {
     case SCH_WARM_RESTARTS: return s->eta_min + (base - s->eta_min) * (1 + cos(SCHED_PI * s->t_cur / s->t_i)) / 2;
     default: break;
   }
-  /* OneCycleLR has only the closed form */
-  double start = 0;
-  for (int k = 0; k < s->n_phases; k++) {
-    double end = s->phase_end[k];
-    if (e <= end || k == s->n_phases - 1) {
-      double pct = (e - start) / (end - start), a = s->phase_lr[k], b = s->phase_lr[k + 1];
-      return s->anneal_linear ? (b - a) * pct + a : b + (a - b) / 2.0 * (cos(SCHED_PI * pct) + 1);
-    }
-    start = end;
-  }
-  return lr;
+  double lr_out, mom_out;
+  cycle_at(s, g, &lr_out, &mom_out);
+  return lr_out;
 }
 
 static double closed_lr(loom_scheduler *s, int g) {
@@ -165,6 +200,11 @@ static int step_to(loom_scheduler *s, int64_t epoch) {
                           (long long)s->last_epoch, s->total_steps);
   for (int g = 0; g < s->n_groups; g++) s->last_lrs[g] = epoch >= 0 ? closed_lr(s, g) : chain_lr(s, g);
   for (int g = 0; g < s->n_groups; g++) *group_lr(s, g) = s->last_lrs[g];
+  for (int g = 0; s->cycle_momentum && g < s->n_groups; g++) {
+    double lr, mom;
+    cycle_at(s, g, &lr, &mom);
+    *optim_group_momentum(s->opt, g) = mom;
+  }
   return LOOM_OK;
 }
 
@@ -194,7 +234,7 @@ int loom_scheduler_step_metric(loom_scheduler *s, double metric) {
   if (s->cooldown_counter > 0) s->cooldown_counter--, s->num_bad_epochs = 0;
   if (s->num_bad_epochs > s->plateau.patience) {
     for (int g = 0; g < s->n_groups; g++) {
-      double old = *group_lr(s, g), lr = fmax(old * s->plateau.factor, s->plateau.min_lr);
+      double old = *group_lr(s, g), lr = fmax(old * s->plateau.factor, s->min_lrs[g]);
       if (old - lr > s->plateau.eps) *group_lr(s, g) = lr;
     }
     s->cooldown_counter = s->plateau.cooldown;
@@ -211,6 +251,10 @@ void loom_scheduler_free(loom_scheduler *s) {
   free(s->base_lrs);
   free(s->last_lrs);
   free(s->milestones);
+  free(s->min_lrs);
+  free(s->phase_lrs);
+  free(s->mom);
+  free(s->max_lrs);
   free(s);
 }
 
@@ -331,34 +375,135 @@ loom_scheduler *loom_linear_lr(loom_optimizer *opt, double start_factor, double 
   return start(s);
 }
 
+/* n values: arr's, or v for every group when arr is NULL. NULL + error when out of memory. */
+static double *per_group(const char *name, const double *arr, double v, int n) {
+  double *out = malloc((size_t)(n + 1) * sizeof *out);
+  if (!out) {
+    core_set_error(LOOM_ERR_OOM, "%s: out of host memory", name);
+    return NULL;
+  }
+  for (int g = 0; g < n; g++) out[g] = arr ? arr[g] : v;
+  return out;
+}
+
+/* The momentum bounds of every group: base[g] or base, max[g] or max. Each
+ * must be a valid value of the option it moves (checked before anything changes). */
+static double bound(const double *arr, double v, int g) { return arr ? arr[g] : v; }
+
+static bool momentum_ok(loom_optimizer *opt, const char *name, const double *bases, double base, const double *maxes,
+                        double max) {
+  int n;
+  optim_groups(opt, &n);
+  for (int g = 0; g < n; g++)
+    for (int j = 0; j < 2; j++) {
+      double v = j ? bound(maxes, max, g) : bound(bases, base, g);
+      if (!optim_momentum_ok(opt, g, v)) {
+        const char *kind = loom_optimizer_name(opt);
+        core_set_error(LOOM_ERR_INVALID, "%s: %s momentum %g of group %d is not a valid %s of %s", name,
+                       j ? "max" : "base", v, g, kind[0] == 'A' ? "beta1" : "momentum", kind);
+        return false;
+      }
+    }
+  return true;
+}
+
+/* Cycles momentum between those bounds (s->mom: base, max per group). */
+static bool setup_momentum(loom_scheduler *s, const char *name, const double *bases, double base, const double *maxes,
+                           double max) {
+  s->cycle_momentum = true;
+  s->mom = malloc((size_t)(2 * s->n_groups + 1) * sizeof *s->mom);
+  if (!s->mom) {
+    core_set_error(LOOM_ERR_OOM, "%s: out of host memory", name);
+    return false;
+  }
+  for (int g = 0; g < s->n_groups; g++) s->mom[2 * g] = bound(bases, base, g), s->mom[2 * g + 1] = bound(maxes, max, g);
+  return true;
+}
+
 loom_scheduler *loom_onecycle_lr(loom_optimizer *opt, double max_lr, int total_steps, const loom_onecycle_opts *o) {
   loom_onecycle_opts r = o ? *o : (loom_onecycle_opts){0};
   double pct = optim_or(r.pct_start, 0.3), div = optim_or(r.div_factor, 25), fdiv = optim_or(r.final_div_factor, 1e4);
-  if (total_steps < 1 || !(max_lr > 0) || !(pct >= 0 && pct <= 1) || !(div > 0) || !(fdiv > 0)) {
-    core_set_error(LOOM_ERR_INVALID, "OneCycleLR: need total_steps >= 1, max_lr > 0, pct_start in [0, 1], div factors > 0, got %d, %g, %g, %g, %g",
-                   total_steps, max_lr, pct, div, fdiv);
-    return NULL;
-  }
+  bool lrs_ok = true;
   int n;
   optim_group *groups = optim_groups(opt, &n);
-  double initial = max_lr / div, min_lr = initial / fdiv;
-  for (int g = 0; g < n; g++) groups[g].initial_lr = initial, groups[g].has_initial_lr = true;
+  for (int g = 0; r.max_lrs && g < n; g++) lrs_ok = lrs_ok && r.max_lrs[g] > 0 && isfinite(r.max_lrs[g]);
+  if (total_steps < 1 || !(r.max_lrs || (max_lr > 0 && isfinite(max_lr))) || !lrs_ok || !(pct >= 0 && pct <= 1) ||
+      !(div > 0) || !(fdiv > 0)) {
+    core_set_error(LOOM_ERR_INVALID, "OneCycleLR: need total_steps >= 1, max_lr%s > 0, pct_start in [0, 1], div factors > 0, got %d, %g, %g, %g, %g",
+                   r.max_lrs ? "s" : "", total_steps, r.max_lrs ? (lrs_ok ? 1.0 : 0.0) : max_lr, pct, div, fdiv);
+    return NULL;
+  }
+  double mb = optim_or(r.base_momentum, 0.85), mm = optim_or(r.max_momentum, 0.95);
+  if (!r.no_cycle_momentum && !momentum_ok(opt, "OneCycleLR", r.base_momentums, mb, r.max_momentums, mm)) return NULL;
   loom_scheduler *s = create("OneCycleLR", SCH_ONECYCLE, opt);
   if (!s) return NULL;
+  s->phase_lrs = calloc((size_t)(4 * n + 1), sizeof *s->phase_lrs);
+  if (!s->phase_lrs) {
+    loom_scheduler_free(s);
+    core_set_error(LOOM_ERR_OOM, "OneCycleLR: out of host memory");
+    return NULL;
+  }
+  if (!r.no_cycle_momentum &&
+      !setup_momentum(s, "OneCycleLR", r.base_momentums, mb, r.max_momentums, mm)) {
+    loom_scheduler_free(s);
+    return NULL;
+  }
   s->total_steps = total_steps;
   s->anneal_linear = r.anneal_linear;
   double up = pct * total_steps;
-  if (r.three_phase) {
-    s->n_phases = 3;
-    double ends[3] = {up - 1, 2 * up - 2, total_steps - 1.0}, lrs[4] = {initial, max_lr, initial, min_lr};
-    memcpy(s->phase_end, ends, sizeof ends);
-    memcpy(s->phase_lr, lrs, sizeof lrs);
-  } else {
-    s->n_phases = 2;
-    double ends[2] = {up - 1, total_steps - 1.0}, lrs[3] = {initial, max_lr, min_lr};
-    memcpy(s->phase_end, ends, sizeof ends);
-    memcpy(s->phase_lr, lrs, sizeof lrs);
+  s->n_phases = r.three_phase ? 3 : 2;
+  double ends3[3] = {up - 1, 2 * up - 2, total_steps - 1.0}, ends2[2] = {up - 1, total_steps - 1.0};
+  int mom3[4] = {1, 0, 1, 1}, mom2[3] = {1, 0, 1};
+  memcpy(s->phase_end, r.three_phase ? ends3 : ends2, (size_t)s->n_phases * sizeof(double));
+  memcpy(s->phase_mom, r.three_phase ? mom3 : mom2, (size_t)(s->n_phases + 1) * sizeof(int));
+  for (int g = 0; g < n; g++) {
+    double peak = r.max_lrs ? r.max_lrs[g] : max_lr, initial = peak / div, min_lr = initial / fdiv;
+    double lrs3[4] = {initial, peak, initial, min_lr}, lrs2[3] = {initial, peak, min_lr};
+    memcpy(s->phase_lrs + 4 * g, r.three_phase ? lrs3 : lrs2, (size_t)(s->n_phases + 1) * sizeof(double));
+    groups[g].initial_lr = initial, groups[g].has_initial_lr = true;  /* PyTorch overwrites initial_lr */
+    s->base_lrs[g] = initial;
   }
+  return start(s);
+}
+
+loom_scheduler *loom_cyclic_lr(loom_optimizer *opt, double base_lr, double max_lr, const loom_cyclic_opts *o) {
+  loom_cyclic_opts r = o ? *o : (loom_cyclic_opts){0};
+  r.step_size_up = r.step_size_up == 0 ? 2000 : r.step_size_up;
+  r.step_size_down = r.step_size_down == 0 ? r.step_size_up : r.step_size_down;
+  r.gamma = optim_or(r.gamma, 1.0);
+  int n;
+  optim_group *groups = optim_groups(opt, &n);
+  bool lrs_ok = true;
+  for (int g = 0; g < n; g++) {
+    double b = r.base_lrs ? r.base_lrs[g] : base_lr, m = r.max_lrs ? r.max_lrs[g] : max_lr;
+    lrs_ok = lrs_ok && b >= 0 && m >= 0 && isfinite(b) && isfinite(m);
+  }
+  if (r.step_size_up < 1 || r.step_size_down < 1 || !lrs_ok || !(r.gamma > 0) || r.mode < LOOM_CYCLIC_TRIANGULAR ||
+      r.mode > LOOM_CYCLIC_EXP_RANGE) {
+    core_set_error(LOOM_ERR_INVALID, "CyclicLR: need step_size_up, step_size_down >= 1, finite base and max lrs >= 0, "
+                   "gamma > 0 and a known mode, got %d, %d, %s, %g, mode %d", r.step_size_up, r.step_size_down,
+                   lrs_ok ? "lrs ok" : "a bad lr", r.gamma, (int)r.mode);
+    return NULL;
+  }
+  if (!opt) {
+    core_set_error(LOOM_ERR_INVALID, "CyclicLR: optimizer is NULL");
+    return NULL;
+  }
+  double mb = optim_or(r.base_momentum, 0.8), mm = optim_or(r.max_momentum, 0.9);
+  if (!r.no_cycle_momentum && !momentum_ok(opt, "CyclicLR", r.base_momentums, mb, r.max_momentums, mm)) return NULL;
+  for (int g = 0; g < n; g++) groups[g].lr = r.base_lrs ? r.base_lrs[g] : base_lr;   /* PyTorch sets the lrs first */
+  loom_scheduler *s = create("CyclicLR", SCH_CYCLIC, opt);
+  if (!s) return NULL;
+  s->cyclic = r;
+  s->cyclic.base_lrs = s->cyclic.max_lrs = s->cyclic.base_momentums = s->cyclic.max_momentums = NULL;
+  s->total_size = (double)r.step_size_up + r.step_size_down;
+  s->step_ratio = r.step_size_up / s->total_size;
+  s->max_lrs = per_group("CyclicLR", r.max_lrs, max_lr, n);
+  if (!s->max_lrs || (!r.no_cycle_momentum && !setup_momentum(s, "CyclicLR", r.base_momentums, mb, r.max_momentums, mm))) {
+    loom_scheduler_free(s);
+    return NULL;
+  }
+  for (int g = 0; g < n; g++) s->base_lrs[g] = groups[g].lr;
   return start(s);
 }
 
@@ -422,8 +567,12 @@ loom_scheduler *loom_reduce_lr_on_plateau(loom_optimizer *opt, const loom_platea
   r.patience = r.patience == 0 && !r.set_patience ? 10 : r.patience;
   r.threshold = optim_or(r.threshold, 1e-4);
   r.eps = optim_or(r.eps, 1e-8);
-  if (!(r.factor < 1 && r.factor >= 0) || r.patience < 0 || r.cooldown < 0 || !(r.threshold >= 0) ||
-      !(r.min_lr >= 0) || !(r.eps >= 0)) {
+  int n;
+  optim_groups(opt, &n);
+  bool min_ok = r.min_lr >= 0;
+  for (int g = 0; r.min_lrs && g < n; g++) min_ok = min_ok && r.min_lrs[g] >= 0;
+  if (!(r.factor < 1 && r.factor >= 0) || r.patience < 0 || r.cooldown < 0 || !(r.threshold >= 0) || !min_ok ||
+      !(r.eps >= 0)) {
     core_set_error(LOOM_ERR_INVALID, "ReduceLROnPlateau: need 0 <= factor < 1, patience, cooldown, threshold, "
                    "min_lr, eps >= 0, got %g, %d, %d, %g, %g, %g", r.factor, r.patience, r.cooldown, r.threshold,
                    r.min_lr, r.eps);
@@ -432,6 +581,12 @@ loom_scheduler *loom_reduce_lr_on_plateau(loom_optimizer *opt, const loom_platea
   loom_scheduler *s = create("ReduceLROnPlateau", SCH_PLATEAU, opt);
   if (!s) return NULL;
   s->plateau = r;
+  s->plateau.min_lrs = NULL;
+  s->min_lrs = per_group("ReduceLROnPlateau", r.min_lrs, r.min_lr, n);
+  if (!s->min_lrs) {
+    loom_scheduler_free(s);
+    return NULL;
+  }
   s->best = r.mode_max ? -INFINITY : INFINITY;
   s->last_epoch = 0; /* PyTorch's constructor leaves the lrs as they are */
   return s;
