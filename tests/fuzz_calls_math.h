@@ -21,6 +21,11 @@ inline void FuzzCalls::add_math_ops() {
     say("clamp", t, lo, hi);
     res(loom_clamp(t, lo, hi), f | kSameShape, t);
   });
+  ops_.push_back([this] {  // tensor bounds: either may be NULL, shapes often broadcast
+    loom_tensor *t = pick(), *lo = chance(0.8) ? partner(t) : nullptr, *hi = chance(0.8) ? partner(t) : nullptr;
+    say("clamp_tensor", t, lo, hi);
+    res(loom_clamp_tensor(t, lo, hi), fin(t) && (!lo || fin(lo)) && (!hi || fin(hi)) ? kFinite : 0);
+  });
   ops_.push_back([this] {
     const Binary &b = one_of(kBinary);
     loom_tensor *x = pick(), *y = partner(x);

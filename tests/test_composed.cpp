@@ -327,6 +327,20 @@ TEST(Composed, ClampSquarePow) {
   EXPECT_TRUE(gradcheck([](const std::vector<loom_tensor *> &in) { return loom_pow_scalar(in[0], -1.5); }, {pos}));
 }
 
+// clamp with tensor bounds, broadcast, away from ties (some lo > hi): finite differences.
+TEST(Composed, ClampTensorGradcheck) {
+  ScopeGuard g;
+  loom_tensor *x = leaf(randv(12, 11), LOOM_SHAPE(3, 4));
+  loom_tensor *lo = leaf(randv(4, 12, -1.5, 0.5), LOOM_SHAPE(4));
+  loom_tensor *hi = leaf(randv(3, 13, -0.5, 1.5), LOOM_SHAPE(3, 1));
+  auto both = [](const std::vector<loom_tensor *> &in) { return loom_clamp_tensor(in[0], in[1], in[2]); };
+  EXPECT_TRUE(gradcheck(both, {x, lo, hi}));
+  EXPECT_TRUE(gradcheck([](const std::vector<loom_tensor *> &in) { return loom_clamp_tensor(in[0], in[1], nullptr); },
+                        {x, lo}));
+  EXPECT_TRUE(gradcheck([](const std::vector<loom_tensor *> &in) { return loom_clamp_tensor(in[0], nullptr, in[1]); },
+                        {x, hi}));
+}
+
 TEST(Composed, ArgMaxMinAndAll) {
   ScopeGuard g;
   // ties resolve to the first index, as in PyTorch

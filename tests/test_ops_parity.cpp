@@ -1,5 +1,6 @@
 // The edge cases where Loom follows PyTorch's exact rule (tools/fixtures/gen_parity.py):
-// ties in max-like reductions, clamp at its bounds, var / std with correction >= N,
+// ties in max-like reductions, clamp at its bounds (scalar or tensor), maximum / minimum
+// with NaN, var / std with correction >= N,
 // addmm with beta = 0, kl_div at zero targets and the norm orders. Each case runs on the
 // CPU and, when a GPU is visible, on CUDA, in f64; NaN and infinities must sit where
 // PyTorch puts them.
@@ -88,6 +89,15 @@ std::map<std::string, CaseFn> case_table() {
       {"clamp_hi", clamp(-INFINITY, 1)},
       {"clamp_swapped", clamp(1, -1)},
       {"clamp_equal", clamp(0, 0)},
+      {"clamp_nan_lo", clamp(NAN, 1)},
+      {"clamp_nan_hi", clamp(-INFINITY, NAN)},
+      {"clamp_t_grid", [](const Ins &x) { return loom_clamp_tensor(x[0], x[1], x[2]); }},
+      {"clamp_t_min", [](const Ins &x) { return loom_clamp_tensor(x[0], x[1], nullptr); }},
+      {"clamp_t_max", [](const Ins &x) { return loom_clamp_tensor(x[0], nullptr, x[1]); }},
+      {"clamp_t_bcast", [](const Ins &x) { return loom_clamp_tensor(x[0], x[1], x[2]); }},
+      {"clamp_t_bcast_out", [](const Ins &x) { return loom_clamp_tensor(x[0], x[1], x[2]); }},
+      {"maximum_nan", [](const Ins &x) { return loom_maximum(x[0], x[1]); }},
+      {"minimum_nan", [](const Ins &x) { return loom_minimum(x[0], x[1]); }},
       {"var_all_ceqn", var(nullptr, 0, 6, false)},
       {"var_all_cgtn", var(nullptr, 0, 7, false)},
       {"var_all_frac", var(nullptr, 0, 2.5, false)},
@@ -185,4 +195,43 @@ TEST(OpsParity, RefusesUndefinedReductions) {
   EXPECT_TRUE(loom_shape_equal(loom_shape_of(row_max), LOOM_SHAPE(0)));
   EXPECT_EQ(loom_var(empty, nullptr, 0, NAN, false), nullptr);
   EXPECT_EQ(loom_amin(loom_zeros(LOOM_SHAPE(2), LOOM_BOOL, loom_cpu()), nullptr, 0, false), nullptr);
+}
+
+// clamp with tensor bounds: PyTorch's result type over x, lo and hi; each gradient in its
+// input's dtype; and clear refusals.
+TEST(OpsParity, ClampTensorTypesAndErrors) {
+  ScopeGuard scope;
+  loom_tensor *x = T({-1, 0.5, 3}, LOOM_SHAPE(3), LOOM_F32);
+  loom_tensor *lo = T({0, 0, 0}, LOOM_SHAPE(3), LOOM_F64);
+  loom_tensor *hi0 = T({2}, LOOM_SHAPE(), LOOM_F64);  // 0-d: does not promote x's category
+  ASSERT_EQ(loom_set_requires_grad(x, true), 0);
+  ASSERT_EQ(loom_set_requires_grad(lo, true), 0);
+  loom_tensor *y = loom_clamp_tensor(x, lo, hi0);
+  ASSERT_NE(y, nullptr) << loom_last_error();
+  EXPECT_EQ(loom_dtype_of(y), LOOM_F64);
+  EXPECT_EQ(V(y), (std::vector<double>{0, 0.5, 2}));
+  ASSERT_EQ(loom_backward(loom_sum(y, nullptr, 0, false), nullptr, false), 0) << loom_last_error();
+  ASSERT_NE(loom_grad(x), nullptr);
+  EXPECT_EQ(loom_dtype_of(loom_grad(x)), LOOM_F32);
+  EXPECT_EQ(V(loom_grad(x)), (std::vector<double>{0, 1, 0}));
+  EXPECT_EQ(V(loom_grad(lo)), (std::vector<double>{1, 0, 0}));
+
+  loom_tensor *i32 = T({-3, 1, 9}, LOOM_SHAPE(3), LOOM_I32);
+  loom_tensor *yi = loom_clamp_tensor(i32, T({0}, LOOM_SHAPE(), LOOM_I64), T({5.5}, LOOM_SHAPE(), LOOM_F32));
+  ASSERT_NE(yi, nullptr) << loom_last_error();
+  EXPECT_EQ(loom_dtype_of(yi), LOOM_F32);  // a 0-d float bound lifts an integer x to float
+  EXPECT_EQ(V(yi), (std::vector<double>{0, 1, 5.5}));
+
+  auto refuses = [](loom_tensor *r, const char *what) {
+    EXPECT_EQ(r, nullptr);
+    std::string e = loom_last_error();
+    EXPECT_NE(e.find("clamp"), std::string::npos) << e;
+    EXPECT_NE(e.find(what), std::string::npos) << e;
+  };
+  refuses(loom_clamp_tensor(x, nullptr, nullptr), "NULL");
+  refuses(loom_clamp(i32, NAN, 1), "NaN bound");
+  refuses(loom_clamp_tensor(x, loom_zeros(LOOM_SHAPE(2), LOOM_F32, loom_cpu()), nullptr), "broadcast");
+  refuses(loom_clamp_tensor(loom_zeros(LOOM_SHAPE(3), LOOM_BOOL, loom_cpu()), lo, nullptr), "bool");
+  loom_clear_error();  // a NULL input keeps an earlier error; start clean to see clamp's own
+  refuses(loom_clamp_tensor(nullptr, lo, nullptr), "NULL");
 }

@@ -29,8 +29,15 @@ loom_tensor *loom_tanh(const loom_tensor *x);
 loom_tensor *loom_square(const loom_tensor *x);
 /* clamp to [lo, hi] (lo > hi gives hi everywhere, as in PyTorch); pass
  * -INFINITY / INFINITY for an open side (PyTorch's None). The gradient passes
- * only strictly inside the bounds: it is 0 at x == lo or x == hi and for NaN. */
+ * only strictly inside the bounds: it is 0 at x == lo or x == hi and for NaN.
+ * A NaN bound gives NaN everywhere (gradient 0); refused for integer x. */
 loom_tensor *loom_clamp(const loom_tensor *x, double lo, double hi);
+/* clamp with tensor bounds (PyTorch's clamp(x, min=lo, max=hi) with tensors):
+ * x, lo and hi broadcast together and promote to one dtype; NULL for an open
+ * side (not both). A NaN anywhere gives NaN; lo > hi gives hi. Gradients follow
+ * PyTorch: one-sided it is maximum / minimum (ties split evenly, NaN gives
+ * both all of it); two-sided see README "Ops". */
+loom_tensor *loom_clamp_tensor(const loom_tensor *x, const loom_tensor *lo, const loom_tensor *hi);
 
 /* ---- elementwise, binary ---- */
 loom_tensor *loom_add(const loom_tensor *a, const loom_tensor *b);

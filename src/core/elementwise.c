@@ -129,13 +129,18 @@ UNARY(logical_not, NULL, false, false)
 loom_tensor *loom_clamp(const loom_tensor *x, double lo, double hi) {
   static const unary_def d = {CORE_OP_clamp, clamp_bw, false, false};
   if (lo > hi) lo = hi; /* PyTorch's min(max(x, lo), hi): hi everywhere */
+  if (isnan(lo) || isnan(hi)) {
+    if (x && !loom_dtype_is_float(x->dtype)) {
+      core_set_error(LOOM_ERR_INVALID, "clamp: a NaN bound on a %s tensor (PyTorch's result is a float NaN; "
+                     "convert x to a float dtype first)", loom_dtype_name(x->dtype));
+      return NULL;
+    }
+    lo = hi = NAN; /* NaN everywhere, gradient 0 */
+  }
   core_attrs a = {{0}, {lo, hi}};
   return unary(&d, x, &a);
 }
 
-loom_tensor *loom_square(const loom_tensor *x) { return loom_mul(x, x); }
-
-/* ---- binary ---- */
 static int category(loom_dtype dt) { return dt == LOOM_BOOL ? 0 : loom_dtype_is_float(dt) ? 2 : 1; }
 
 /* PyTorch's result type of two operands: a 0-d tensor decides the dtype only
@@ -147,6 +152,88 @@ static loom_dtype result_type(const loom_tensor *a, const loom_tensor *b) {
   return category(zero->dtype) > category(dim->dtype) ? zero->dtype : dim->dtype;
 }
 
+/* PyTorch's gradient of clamp(x, lo, hi) with tensor bounds (saved x, lo, hi).
+ * Where lo < hi: x gets it strictly inside, lo below, hi above, and a tie at
+ * a bound is split between x and that bound. Where lo == hi, x gets it at the
+ * bound. Where lo > hi (the result is hi), hi gets it. x keeps it where a
+ * comparison with a bound is NaN; lo and hi get nothing there. */
+static void clamp_tensor_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
+  const loom_tensor *x = n->saved[0], *lo = n->saved[1], *hi = n->saved[2];
+  loom_tensor *ordered = loom_lt(lo, hi), *at_lo = loom_logical_and(loom_eq(x, lo), ordered);
+  loom_tensor *at_hi = loom_logical_and(loom_eq(x, hi), ordered);
+  loom_tensor *half = loom_scalar_like(g, 0.5), *one = loom_scalar_like(g, 1), *zero = loom_scalar_like(g, 0);
+  if (core_needs(n, 0)) {
+    loom_tensor *inside = loom_logical_not(loom_logical_or(loom_lt(x, lo), loom_gt(x, hi)));
+    loom_tensor *w = loom_where(inside, loom_where(loom_logical_or(at_lo, at_hi), half, one), zero);
+    gin[0] = core_sum_to(loom_mul(g, w), n->in_shape[0]);
+  }
+  loom_tensor *not_after = loom_le(lo, hi);
+  if (core_needs(n, 1)) {
+    loom_tensor *below = loom_logical_and(loom_lt(x, lo), not_after);
+    loom_tensor *w = loom_where(below, one, loom_where(at_lo, half, zero));
+    gin[1] = core_sum_to(loom_mul(g, w), n->in_shape[1]);
+  }
+  if (core_needs(n, 2)) {
+    loom_tensor *above = loom_logical_or(loom_gt(lo, hi), loom_logical_and(loom_gt(x, hi), not_after));
+    loom_tensor *w = loom_where(above, one, loom_where(at_hi, half, zero));
+    gin[2] = core_sum_to(loom_mul(g, w), n->in_shape[2]);
+  }
+}
+
+/* PyTorch's result type of x, lo and hi (the 0-d rule of result_type over three). */
+static loom_dtype result_type3(const loom_tensor *const t[3]) {
+  loom_dtype dims = LOOM_DTYPE_COUNT, zeros = LOOM_DTYPE_COUNT;
+  for (int i = 0; i < 3; i++) {
+    loom_dtype *acc = t[i]->shape.ndim == 0 ? &zeros : &dims;
+    *acc = *acc == LOOM_DTYPE_COUNT ? t[i]->dtype : loom_promote_types(*acc, t[i]->dtype);
+  }
+  if (dims == LOOM_DTYPE_COUNT) return zeros;
+  if (zeros == LOOM_DTYPE_COUNT) return dims;
+  return category(zeros) > category(dims) ? zeros : dims;
+}
+
+loom_tensor *loom_clamp_tensor(const loom_tensor *x, const loom_tensor *lo, const loom_tensor *hi) {
+  CORE_CHECK_NULL1("clamp", x);
+  if (!lo && !hi) {
+    core_set_error(LOOM_ERR_INVALID, "clamp: at least one of lo and hi must be a tensor (both are NULL)");
+    return NULL;
+  }
+  const loom_tensor *all[3] = {x, lo ? lo : hi, hi ? hi : lo};
+  loom_shape s1, s;
+  if (!core_check_same_device("clamp", x, all[1]) || !core_check_same_device("clamp", x, all[2]) ||
+      !core_broadcast_shapes("clamp", x->shape, all[1]->shape, &s1) ||
+      !core_broadcast_shapes("clamp", s1, all[2]->shape, &s))
+    return NULL;
+  for (int i = 0; i < 3; i++)
+    if (all[i]->dtype == LOOM_BOOL) {
+      core_set_error(LOOM_ERR_INVALID, "clamp: not defined for bool tensors (%s)", i == 0 ? "x" : lo && i == 1 ? "lo" : "hi");
+      return NULL;
+    }
+  if (!lo) return loom_minimum(x, hi);  /* one side: PyTorch's clamp_max / clamp_min, maximum's rule */
+  if (!hi) return loom_maximum(x, lo);
+  loom_dtype dt = result_type3(all);
+  loom_scope_begin();
+  const loom_tensor *ins[3];
+  for (int i = 0; i < 3; i++) ins[i] = all[i]->dtype == dt ? all[i] : loom_to_dtype(all[i], dt);
+  loom_tensor *out = NULL;
+  if (ins[0] && ins[1] && ins[2]) {
+    loom_no_grad_begin();
+    out = loom_minimum(loom_maximum(ins[0], ins[1]), ins[2]);  /* NaN anywhere gives NaN; lo > hi gives hi */
+    loom_no_grad_end();
+  }
+  if (out && !loom_shape_equal(out->shape, s)) out = loom_contiguous(loom_expand(out, s));
+  if (out && loom_dtype_is_float(dt) && core_grad_needed(3, ins)) {
+    core_node *n = core_record("clamp", clamp_tensor_bw, out, 3, ins);
+    for (int i = 0; i < 3; i++) core_save(n, ins[i]);
+  }
+  loom_keep(out);
+  loom_scope_end();
+  return out;
+}
+
+loom_tensor *loom_square(const loom_tensor *x) { return loom_mul(x, x); }
+
+/* ---- binary ---- */
 static void add_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
   if (core_needs(n, 0)) gin[0] = core_sum_to(g, n->in_shape[0]);
   if (core_needs(n, 1)) gin[1] = core_sum_to(g, n->in_shape[1]);
@@ -178,14 +265,19 @@ static void pow_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
     gin[1] = core_sum_to(loom_mul(g, loom_mul(y, lg)), n->in_shape[1]);
   }
 }
-/* maximum / minimum: the gradient goes to the winner, split evenly on ties */
+/* maximum / minimum: the gradient goes to the winner, split evenly on ties;
+ * where either is NaN both get all of it (PyTorch's rule: each side loses
+ * only where the other strictly wins). */
 static void extreme_bw(core_node *n, const loom_tensor *g, loom_tensor **gin, bool is_max) {
   const loom_tensor *a = n->saved[0], *b = n->saved[1];
-  loom_tensor *win = loom_to_dtype(is_max ? loom_gt(a, b) : loom_lt(a, b), g->dtype);
-  loom_tensor *tie = loom_mul_scalar(loom_to_dtype(loom_eq(a, b), g->dtype), 0.5);
-  loom_tensor *wa = loom_add(win, tie);
-  if (core_needs(n, 0)) gin[0] = core_sum_to(loom_mul(g, wa), n->in_shape[0]);
-  if (core_needs(n, 1)) gin[1] = core_sum_to(loom_mul(g, loom_add_scalar(loom_neg(wa), 1)), n->in_shape[1]);
+  loom_tensor *half = loom_mul_scalar(loom_to_dtype(loom_eq(a, b), g->dtype), -0.5);
+  for (int i = 0; i < 2; i++) {
+    if (!core_needs(n, i)) continue;
+    const loom_tensor *me = i ? b : a, *other = i ? a : b;
+    loom_tensor *lose = loom_to_dtype(is_max ? loom_lt(me, other) : loom_gt(me, other), g->dtype);
+    loom_tensor *w = loom_add_scalar(loom_sub(half, lose), 1);
+    gin[i] = core_sum_to(loom_mul(g, w), n->in_shape[i]);
+  }
 }
 static void maximum_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) { extreme_bw(n, g, gin, true); }
 static void minimum_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) { extreme_bw(n, g, gin, false); }

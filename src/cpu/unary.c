@@ -42,9 +42,10 @@ VEXP_OPS(GEN_VEXP)
   }
 NOT_TYPES(GEN_NOT)
 
-/* clamp to [lo, hi]; NaN x stays NaN (loom_clamp turns lo > hi into lo = hi).
+/* clamp to [lo, hi]; NaN x stays NaN (loom_clamp turns lo > hi into lo = hi,
+ * and a NaN bound into lo = hi = NaN, which gives NaN everywhere as in PyTorch).
  * Integer types clamp to the integers inside the bounds, saturated to the type. */
-typedef struct clamp_bounds { double lo, hi; int64_t ilo, ihi; } clamp_bounds;
+typedef struct clamp_bounds { double lo, hi; int64_t ilo, ihi; bool nan; } clamp_bounds;
 
 static int64_t int_bound(double v, bool lower, int64_t tmin, int64_t tmax) {
   if (isnan(v)) return lower ? tmin : tmax;
@@ -54,25 +55,26 @@ static int64_t int_bound(double v, bool lower, int64_t tmin, int64_t tmax) {
   return (int64_t)v;
 }
 
-#define CLAMP(d, LO, HI, TMIN, TMAX)                                                          \
+#define CLAMP(d, LO, HI, TMIN, TMAX, FLOAT)                                                   \
   CPU_UNARY_LOOP(clamp_##d##_loop, CPU_T_##d, CPU_T_##d,                                      \
-                 x < ((const clamp_bounds *)ctx)->LO ? ((const clamp_bounds *)ctx)->LO        \
+                 FLOAT && ((const clamp_bounds *)ctx)->nan ? ((const clamp_bounds *)ctx)->LO  \
+                 : x < ((const clamp_bounds *)ctx)->LO ? ((const clamp_bounds *)ctx)->LO      \
                  : x > ((const clamp_bounds *)ctx)->HI ? ((const clamp_bounds *)ctx)->HI      \
                                                        : x)                                   \
   static loom_status clamp_##d(const core_kctx *k) {                                          \
     clamp_bounds b = {k->a.f[0], k->a.f[1], int_bound(k->a.f[0], true, TMIN, TMAX),           \
-                      int_bound(k->a.f[1], false, TMIN, TMAX)};                               \
+                      int_bound(k->a.f[1], false, TMIN, TMAX), isnan(k->a.f[0])};             \
     if (k->out[0]->dtype != CPU_DT_##d)                                                       \
       return core_set_error(LOOM_ERR_INVALID, "clamp: output dtype %s, expected %s",          \
                             loom_dtype_name(k->out[0]->dtype), loom_dtype_name(CPU_DT_##d));  \
     loom_tensor *t[2] = {k->out[0], k->in[0]};                                                \
     return cpu_foreach("clamp", t, 2, clamp_##d##_loop, &b);                                  \
   }
-CLAMP(f32, lo, hi, 0, 0)
-CLAMP(f64, lo, hi, 0, 0)
-CLAMP(i32, ilo, ihi, INT32_MIN, INT32_MAX)
-CLAMP(i64, ilo, ihi, INT64_MIN, INT64_MAX)
-CLAMP(u8, ilo, ihi, 0, UINT8_MAX)
+CLAMP(f32, lo, hi, 0, 0, 1)
+CLAMP(f64, lo, hi, 0, 0, 1)
+CLAMP(i32, ilo, ihi, INT32_MIN, INT32_MAX, 0)
+CLAMP(i64, ilo, ihi, INT64_MIN, INT64_MAX, 0)
+CLAMP(u8, ilo, ihi, 0, UINT8_MAX, 0)
 
 #define REG(op, d, e) core_register(LOOM_CPU, CORE_OP_##op, CPU_DT_##d, op##_##d);
 

@@ -69,13 +69,14 @@ struct LogicalNot {
 };
 
 // Floats compare against the bounds in double (NaN stays NaN; loom_clamp turns
-// lo > hi into lo = hi); integers clamp to the integers inside the bounds.
+// lo > hi into lo = hi, and a NaN bound into lo = hi = NaN: NaN everywhere);
+// integers clamp to the integers inside the bounds.
 struct Clamp {
   double lo, hi;
   int64_t ilo, ihi;
   template <class T> __device__ T operator()(T x) const {
     if constexpr (kIsInt<T>) return x < (T)ilo ? (T)ilo : x > (T)ihi ? (T)ihi : x;
-    else return (double)x < lo ? (T)lo : (double)x > hi ? (T)hi : x;
+    else return lo != lo || (double)x < lo ? (T)lo : (double)x > hi ? (T)hi : x;
   }
 };
 
