@@ -78,7 +78,7 @@ inline Win pool_win(int64_t o, int64_t in, int64_t out, int64_t k, int64_t s, in
   return {lo, hi, excl ? hi - lo : padded};
 }
 
-struct PoolGeom { int64_t kh, kw, sh, sw, ph, pw; bool excl, adaptive; };
+struct PoolGeom { int64_t kh, kw, sh, sw, ph, pw; bool excl, adaptive; double divisor = 0; };  // divisor_override
 
 inline HT ref_avg_pool(const HT &x, loom_shape ys, const PoolGeom &p, const HT *gy = nullptr) {
   // forward: y from x; with gy: the input gradient (x gives the shape only)
@@ -90,7 +90,7 @@ inline HT ref_avg_pool(const HT &x, loom_shape ys, const PoolGeom &p, const HT *
       for (int64_t ow = 0; ow < Wo; ow++) {
         Win a = pool_win(oh, H, Ho, p.kh, p.sh, p.ph, p.excl, p.adaptive);
         Win b = pool_win(ow, W, Wo, p.kw, p.sw, p.pw, p.excl, p.adaptive);
-        double div = (double)(a.count * b.count);
+        double div = p.divisor ? p.divisor : (double)(a.count * b.count);
         size_t yi = (size_t)((q * Ho + oh) * Wo + ow);
         for (int64_t ih = a.lo; ih < a.hi; ih++)
           for (int64_t iw = b.lo; iw < b.hi; iw++) {
@@ -114,6 +114,25 @@ inline std::pair<HT, HT> ref_max_pool(const HT &x, loom_shape ys, int64_t kh, in
         int64_t at = -1;
         for (int64_t ih = std::max<int64_t>(oh * sh - ph, 0); ih < std::min(oh * sh - ph + kh, H); ih++)
           for (int64_t iw = std::max<int64_t>(ow * sw - pw, 0); iw < std::min(ow * sw - pw + kw, W); iw++)
+            if (at < 0 || x.v[(size_t)((q * H + ih) * W + iw)] > best) best = x.v[(size_t)((q * H + ih) * W + iw)], at = ih * W + iw;
+        v.v[(size_t)((q * Ho + oh) * Wo + ow)] = best;
+        idx.v[(size_t)((q * Ho + oh) * Wo + ow)] = (double)at;
+      }
+  return {v, idx};
+}
+
+// Adaptive max pooling to ys: values and flat indices (the first of ties).
+inline std::pair<HT, HT> ref_adaptive_max_pool(const HT &x, loom_shape ys) {
+  int64_t P = x.s.d[0] * x.s.d[1], H = x.s.d[2], W = x.s.d[3], Ho = ys.d[2], Wo = ys.d[3];
+  HT v{std::vector<double>((size_t)loom_shape_numel(ys)), ys, x.dt}, idx{v.v, ys, LOOM_I64};
+  for (int64_t q = 0; q < P; q++)
+    for (int64_t oh = 0; oh < Ho; oh++)
+      for (int64_t ow = 0; ow < Wo; ow++) {
+        Win a = pool_win(oh, H, Ho, 0, 0, 0, false, true), b = pool_win(ow, W, Wo, 0, 0, 0, false, true);
+        double best = -INFINITY;
+        int64_t at = -1;
+        for (int64_t ih = a.lo; ih < a.hi; ih++)
+          for (int64_t iw = b.lo; iw < b.hi; iw++)
             if (at < 0 || x.v[(size_t)((q * H + ih) * W + iw)] > best) best = x.v[(size_t)((q * H + ih) * W + iw)], at = ih * W + iw;
         v.v[(size_t)((q * Ho + oh) * Wo + ow)] = best;
         idx.v[(size_t)((q * Ho + oh) * Wo + ow)] = (double)at;
@@ -191,22 +210,24 @@ inline std::vector<OpCase> conv_cases() {
     loom_pool_opts o{};
     o.stride[0] = o.stride[1] = 2;
     o.padding[0] = o.padding[1] = 1;
-    loom_tensor *i1 = nullptr, *i2 = nullptr;
+    loom_tensor *i1 = nullptr, *i2 = nullptr, *i3 = nullptr;
     loom_tensor *v1 = loom_max_pool2d(k.in[0], 3, 3, &o, &i1), *v2 = loom_max_pool2d(k.in[0], 2, 3, nullptr, &i2);
-    return Tensors{v1, i1, v2, i2};
+    loom_tensor *v3 = loom_adaptive_max_pool2d(k.in[0], 3, 5, &i3);  // overlapping windows
+    return Tensors{v1, i1, v2, i2, v3, i3};
   };
   mp.ref = [](HostIn in, loom_dtype) {
     auto a = ref_max_pool(in[0], LOOM_SHAPE(2, 3, 4, 4), 3, 3, 2, 2, 1, 1);
     auto b = ref_max_pool(in[0], LOOM_SHAPE(2, 3, 3, 2), 2, 3, 2, 3, 0, 0);
-    return Refs{a.first, a.second, b.first, b.second};
+    auto c = ref_adaptive_max_pool(in[0], LOOM_SHAPE(2, 3, 3, 5));
+    return Refs{a.first, a.second, b.first, b.second, c.first, c.second};
   };
   mp.differentiable = true;
   mp.half = true;
   mp.dtypes = kFloat;
 
-  // avg k3 s2 p1 counting padding; the same excluding it; adaptive to (3, 5)
+  // avg k3 s2 p1 counting padding; the same excluding it; adaptive to (3, 5); divisor_override -5
   static const PoolGeom incl{3, 3, 2, 2, 1, 1, false, false}, excl{3, 3, 2, 2, 1, 1, true, false},
-      adapt{0, 0, 0, 0, 0, 0, false, true};
+      adapt{0, 0, 0, 0, 0, 0, false, true}, divd{3, 3, 2, 2, 1, 1, true, false, -5};
   OpCase ap;
   ap.op = "avg_pool2d";
   ap.inputs = {data(LOOM_SHAPE(2, 3, 7, 8))};
@@ -216,12 +237,14 @@ inline std::vector<OpCase> conv_cases() {
     o.padding[0] = o.padding[1] = 1;
     loom_pool_opts e = o;
     e.exclude_pad = true;
+    loom_pool_opts d = e;
+    d.divisor_override = -5;
     return Tensors{loom_avg_pool2d(k.in[0], 3, 3, &o), loom_avg_pool2d(k.in[0], 3, 3, &e),
-                   loom_adaptive_avg_pool2d(k.in[0], 3, 5)};
+                   loom_adaptive_avg_pool2d(k.in[0], 3, 5), loom_avg_pool2d(k.in[0], 3, 3, &d)};
   };
   ap.ref = [](HostIn in, loom_dtype) {
     return Refs{ref_avg_pool(in[0], LOOM_SHAPE(2, 3, 4, 4), incl), ref_avg_pool(in[0], LOOM_SHAPE(2, 3, 4, 4), excl),
-                ref_avg_pool(in[0], LOOM_SHAPE(2, 3, 3, 5), adapt)};
+                ref_avg_pool(in[0], LOOM_SHAPE(2, 3, 3, 5), adapt), ref_avg_pool(in[0], LOOM_SHAPE(2, 3, 4, 4), divd)};
   };
   ap.differentiable = true;
   ap.half = true;
@@ -236,14 +259,17 @@ inline std::vector<OpCase> conv_cases() {
     o.padding[0] = o.padding[1] = 1;
     loom_pool_opts e = o;
     e.exclude_pad = true;
+    loom_pool_opts d = e;
+    d.divisor_override = -5;
     return Tensors{grad_through(k.in[0], k.in[1], [&](loom_tensor *x) { return loom_avg_pool2d(x, 3, 3, &o); }),
                    grad_through(k.in[0], k.in[1], [&](loom_tensor *x) { return loom_avg_pool2d(x, 3, 3, &e); }),
-                   grad_through(k.in[0], k.in[1], [](loom_tensor *x) { return loom_adaptive_avg_pool2d(x, 4, 4); })};
+                   grad_through(k.in[0], k.in[1], [](loom_tensor *x) { return loom_adaptive_avg_pool2d(x, 4, 4); }),
+                   grad_through(k.in[0], k.in[1], [&](loom_tensor *x) { return loom_avg_pool2d(x, 3, 3, &d); })};
   };
   apb.ref = [](HostIn in, loom_dtype) {
     loom_shape ys = LOOM_SHAPE(2, 3, 4, 4);
     return Refs{ref_avg_pool(in[0], ys, incl, &in[1]), ref_avg_pool(in[0], ys, excl, &in[1]),
-                ref_avg_pool(in[0], ys, adapt, &in[1])};
+                ref_avg_pool(in[0], ys, adapt, &in[1]), ref_avg_pool(in[0], ys, divd, &in[1])};
   };
   apb.differentiable = false;  // avg_pool2d's gradient, checked there
   apb.half = true;

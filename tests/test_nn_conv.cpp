@@ -114,11 +114,52 @@ TEST(ConvFixture, AvgPool) {
   check_fixture("conv_avgpool2d_floor", loom_nn_avg_pool2d(2, 3, &fl));
   loom_pool_opts a1 = pool_opts(3, 0, 2, 0, true, true);
   check_fixture("conv_avgpool1d", loom_nn_avg_pool1d(4, &a1));
+  loom_pool_opts dv = incl, dn{};
+  dv.divisor_override = 5, dn.divisor_override = -3;
+  check_fixture("conv_avgpool2d_div", loom_nn_avg_pool2d(3, 3, &dv));
+  check_fixture("conv_avgpool2d_div_neg", loom_nn_avg_pool2d(2, 2, &dn));
 }
 
-TEST(ConvFixture, AdaptiveAvgPool2d) {
+TEST(ConvFixture, AdaptivePools) {
   check_fixture("conv_adaptive_3x4", loom_nn_adaptive_avg_pool2d(3, 4));
   check_fixture("conv_adaptive_10xN", loom_nn_adaptive_avg_pool2d(10, -1));
+  check_fixture("conv_adaptive_avg1d", loom_nn_adaptive_avg_pool1d(4));
+  check_fixture("conv_adaptive_max2d", loom_nn_adaptive_max_pool2d(3, 4));
+  check_fixture("conv_adaptive_max2d_up", loom_nn_adaptive_max_pool2d(10, -1));
+  check_fixture("conv_adaptive_max1d", loom_nn_adaptive_max_pool1d(4));
+  ScopeGuard scope;
+  loom_tensor *idx = nullptr;
+  Fixture f2("conv_adaptive_max2d"), fu("conv_adaptive_max2d_up"), f1("conv_adaptive_max1d");
+  EXPECT_NE(loom_adaptive_max_pool2d(f2["x"], 3, 4, &idx), nullptr);
+  check_indices("conv_adaptive_max2d", idx);
+  EXPECT_NE(loom_adaptive_max_pool2d(fu["x"], 10, -1, &idx), nullptr);
+  check_indices("conv_adaptive_max2d_up", idx);
+  EXPECT_NE(loom_adaptive_max_pool1d(f1["x"], 4, &idx), nullptr);
+  check_indices("conv_adaptive_max1d", idx);
+}
+
+// Options PyTorch does not have, or sizes it refuses, are errors naming the layer.
+TEST(ConvSemantics, PoolOptionErrors) {
+  ScopeGuard scope;
+  loom_pool_opts d{};
+  d.divisor_override = 2;
+  EXPECT_EQ(loom_nn_avg_pool1d(2, &d), nullptr);
+  EXPECT_TRUE(has(loom_last_error(), "AvgPool1d")) << loom_last_error();
+  EXPECT_EQ(loom_nn_max_pool2d(2, 2, &d), nullptr);
+  EXPECT_TRUE(has(loom_last_error(), "divisor_override")) << loom_last_error();
+  EXPECT_EQ(loom_nn_adaptive_max_pool1d(0), nullptr);
+  EXPECT_TRUE(has(loom_last_error(), "AdaptiveMaxPool1d")) << loom_last_error();
+  loom_tensor *x = loom_randn(LOOM_SHAPE(2, 3, 0), LOOM_F32, loom_cpu());
+  EXPECT_EQ(loom_adaptive_avg_pool1d(x, 2), nullptr);
+  EXPECT_TRUE(has(loom_last_error(), "empty length")) << loom_last_error();
+  EXPECT_EQ(loom_adaptive_max_pool2d(loom_randn(LOOM_SHAPE(4, 5), LOOM_F32, loom_cpu()), 2, 2, nullptr), nullptr);
+  EXPECT_TRUE(has(loom_last_error(), "adaptive_max_pool2d")) << loom_last_error();
+  // unbatched input keeps its rank; indices match the batched call
+  loom_tensor *u = loom_randn(LOOM_SHAPE(3, 7, 6), LOOM_F32, loom_cpu()), *iu = nullptr, *ib = nullptr;
+  loom_tensor *yu = loom_adaptive_max_pool2d(u, 3, 4, &iu), *yb = loom_adaptive_max_pool2d(loom_unsqueeze(u, 0), 3, 4, &ib);
+  ASSERT_NE(yu, nullptr) << loom_last_error();
+  EXPECT_TRUE(loom_shape_equal(loom_shape_of(yu), LOOM_SHAPE(3, 3, 4)));
+  EXPECT_EQ(rel_err(iu, loom_squeeze(ib, 0)), 0);
 }
 
 // ---- finite-difference gradients (f64) ----
@@ -172,6 +213,12 @@ TEST(ConvGrad, Pooling) {
   EXPECT_TRUE(g([&](loom_tensor *x) { return loom_avg_pool2d(x, 3, 3, &c); }));
   EXPECT_TRUE(g([&](loom_tensor *x) { return loom_avg_pool2d(x, 3, 3, &e); }));
   EXPECT_TRUE(g([&](loom_tensor *x) { return loom_adaptive_avg_pool2d(x, 4, 5); }));
+  EXPECT_TRUE(g([&](loom_tensor *x) { return loom_adaptive_max_pool2d(x, 4, 5, nullptr); }));
+  EXPECT_TRUE(g([&](loom_tensor *x) { return loom_adaptive_max_pool1d(loom_flatten(x, 2, 3), 5, nullptr); }));
+  EXPECT_TRUE(g([&](loom_tensor *x) { return loom_adaptive_avg_pool1d(loom_flatten(x, 2, 3), 9); }));
+  loom_pool_opts dv = c;
+  dv.divisor_override = 4;
+  EXPECT_TRUE(g([&](loom_tensor *x) { return loom_avg_pool2d(x, 3, 3, &dv); }));
   EXPECT_TRUE(g([&](loom_tensor *x) { return loom_max_pool1d(loom_flatten(x, 2, 3), 4, &c, nullptr); }));
   EXPECT_TRUE(g([&](loom_tensor *x) { return loom_avg_pool1d(loom_flatten(x, 2, 3), 4, &e); }));
 }

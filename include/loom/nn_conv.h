@@ -58,6 +58,8 @@ typedef struct loom_pool_opts {
                         must still start inside the input or the left padding) */
   bool exclude_pad;  /* avg pooling: count_include_pad=False (divide by the
                         number of input elements in the window) */
+  int divisor_override; /* avg_pool2d: divide every window's sum by this
+                           (PyTorch's divisor_override; 0 = none) */
 } loom_pool_opts;
 
 /* Max pooling; *indices (may be NULL) receives LOOM_I64 positions of the
@@ -71,21 +73,32 @@ loom_tensor *loom_avg_pool2d(const loom_tensor *x, int kernel_h, int kernel_w, c
 loom_tensor *loom_avg_pool1d(const loom_tensor *x, int kernel_size, const loom_pool_opts *opts);
 /* Output [N, C, out_h, out_w]; output row i averages input rows
  * [floor(i H / out_h), ceil((i + 1) H / out_h)). A size of -1 keeps the
- * input's size (PyTorch's None). */
+ * input's size (PyTorch's None). Inputs [N, C, H, W] or [C, H, W]; the 1-d
+ * forms take [N, C, L] or [C, L]. */
 loom_tensor *loom_adaptive_avg_pool2d(const loom_tensor *x, int64_t out_h, int64_t out_w);
+loom_tensor *loom_adaptive_avg_pool1d(const loom_tensor *x, int64_t out_l);
+/* Adaptive max pooling over the same windows; *indices (may be NULL) as
+ * loom_max_pool2d's (PyTorch's return_indices). */
+loom_tensor *loom_adaptive_max_pool2d(const loom_tensor *x, int64_t out_h, int64_t out_w, loom_tensor **indices);
+loom_tensor *loom_adaptive_max_pool1d(const loom_tensor *x, int64_t out_l, loom_tensor **indices);
 
-/* Modules "MaxPool2d", "MaxPool1d", "AvgPool2d", "AvgPool1d", "AdaptiveAvgPool2d". */
+/* Modules "MaxPool2d", "MaxPool1d", "AvgPool2d", "AvgPool1d", "AdaptiveAvgPool2d",
+ * "AdaptiveAvgPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool1d" (the 1-d
+ * adaptive ones take out_l). */
 loom_module *loom_nn_max_pool2d(int kernel_h, int kernel_w, const loom_pool_opts *opts);
 loom_module *loom_nn_max_pool1d(int kernel_size, const loom_pool_opts *opts);
 loom_module *loom_nn_avg_pool2d(int kernel_h, int kernel_w, const loom_pool_opts *opts);
 loom_module *loom_nn_avg_pool1d(int kernel_size, const loom_pool_opts *opts);
 loom_module *loom_nn_adaptive_avg_pool2d(int64_t out_h, int64_t out_w);
+loom_module *loom_nn_adaptive_avg_pool1d(int64_t out_l);
+loom_module *loom_nn_adaptive_max_pool2d(int64_t out_h, int64_t out_w);
+loom_module *loom_nn_adaptive_max_pool1d(int64_t out_l);
 
 /* The configuration of a conv or pooling module (loom_module_state(m)). */
 typedef struct loom_conv_config {
   int64_t in_channels, out_channels;  /* conv only */
   int kernel[2];                      /* conv and pooling */
-  int64_t output_size[2];             /* AdaptiveAvgPool2d */
+  int64_t output_size[2];             /* adaptive pooling (1-d: output_size[1]) */
   int dims;                           /* 1 or 2 */
   loom_conv_opts conv;                /* conv layers: defaults filled in */
   loom_pool_opts pool;                /* pooling layers: defaults filled in */

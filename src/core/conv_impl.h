@@ -13,7 +13,9 @@ loom_tensor *core_max_pool(const char *who, int dims, const loom_tensor *x, cons
                            const loom_pool_opts *opts, loom_tensor **indices);
 loom_tensor *core_avg_pool(const char *who, int dims, const loom_tensor *x, const int *k,
                            const loom_pool_opts *opts);
-loom_tensor *core_adaptive_avg_pool2d(const char *who, const loom_tensor *x, int64_t out_h, int64_t out_w);
+/* Adaptive max (is_max) or average pooling to out[0] x out[1] (1-d: out[1]). */
+loom_tensor *core_adaptive_pool(const char *who, int dims, bool is_max, const loom_tensor *x, const int64_t *out,
+                                loom_tensor **indices);
 
 /* Option checks alone (module constructors): true, or false + error. */
 bool core_conv_check_opts(const char *who, int dims, bool transpose, const loom_conv_opts *opts);

@@ -1,4 +1,5 @@
-/* Pooling op definitions: max_pool1d/2d, avg_pool1d/2d, adaptive_avg_pool2d.
+/* Pooling op definitions: max_pool1d/2d, avg_pool1d/2d and the adaptive
+ * max / avg pools in 1-d and 2-d.
  * 1-d pooling runs the 2-d kernels with H = 1. The max-pool gradient is a
  * scatter_add of the output gradient at the saved argmax positions (a core
  * op, so it runs on every device); average pooling has its own backward
@@ -51,6 +52,11 @@ static bool read_opts(const char *who, int dims, bool is_max, const int *k, cons
                      (long long)c->p[j], (long long)c->k[j]);
       return false;
     }
+  }
+  if (o->divisor_override && (is_max || dims != 2)) {
+    core_set_error(LOOM_ERR_INVALID, "%s: divisor_override is an option of 2-d average pooling only (as in PyTorch)",
+                   who);
+    return false;
   }
   c->ceil = o->ceil_mode;
   return true;
@@ -107,21 +113,15 @@ static void max_pool_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
   gin[0] = loom_reshape(gx, xs);
 }
 
-static loom_tensor *max_body(const char *who, int dims, const loom_tensor *x0, const int *k,
-                             const loom_pool_opts *opts, loom_tensor **indices) {
-  pool_params c;
-  bool unbatched;
-  if (!read_opts(who, dims, true, k, opts, &c)) return NULL;
-  loom_tensor *x = as_4d(who, dims, x0, &unbatched);
-  int64_t Ho, Wo;
-  if (!x || !output_hw(who, x, &c, &Ho, &Wo)) return NULL;
+/* Runs max_pool2d on 4-d contiguous x with attributes a into [N, C, Ho, Wo],
+ * back at the caller's rank; the indices go to *indices (may be NULL). */
+static loom_tensor *max_run(loom_tensor *x, const core_attrs *a, int64_t Ho, int64_t Wo, int dims, bool unbatched,
+                            loom_tensor **indices) {
   loom_shape ys = LOOM_SHAPE(x->shape.d[0], x->shape.d[1], Ho, Wo);
   loom_tensor *y = core_new(ys, x->dtype, x->storage->device);
   loom_tensor *idx = y ? core_new(ys, LOOM_I64, x->storage->device) : NULL;
   if (!idx) return NULL;
-  core_kctx kc = {CORE_OP_max_pool2d, 1, 2, {x}, {y, idx}, {{0}, {0}}, NULL};
-  int64_t a[8] = {c.k[0], c.k[1], c.s[0], c.s[1], c.p[0], c.p[1], c.d[0], c.d[1]};
-  memcpy(kc.a.i, a, sizeof a);
+  core_kctx kc = {CORE_OP_max_pool2d, 1, 2, {x}, {y, idx}, *a, NULL};
   if (core_launch(&kc) != LOOM_OK) return NULL;
   if (core_grad_needed(1, (const loom_tensor *const *)&x)) {
     core_node *n = core_record("max_pool2d", max_pool_bw, y, 1, (const loom_tensor *const *)&x);
@@ -131,6 +131,18 @@ static loom_tensor *max_body(const char *who, int dims, const loom_tensor *x0, c
   if (!yy || !ii) return NULL;
   if (indices) *indices = loom_keep(ii); /* into the caller's scope */
   return yy;
+}
+
+static loom_tensor *max_body(const char *who, int dims, const loom_tensor *x0, const int *k,
+                             const loom_pool_opts *opts, loom_tensor **indices) {
+  pool_params c;
+  bool unbatched;
+  if (!read_opts(who, dims, true, k, opts, &c)) return NULL;
+  loom_tensor *x = as_4d(who, dims, x0, &unbatched);
+  int64_t Ho, Wo;
+  if (!x || !output_hw(who, x, &c, &Ho, &Wo)) return NULL;
+  core_attrs a = {{c.k[0], c.k[1], c.s[0], c.s[1], c.p[0], c.p[1], c.d[0], c.d[1]}, {0}};
+  return max_run(x, &a, Ho, Wo, dims, unbatched, indices);
 }
 
 loom_tensor *core_max_pool(const char *who, int dims, const loom_tensor *x, const int *k,
@@ -173,7 +185,8 @@ static loom_tensor *avg_body(const char *who, int dims, const loom_tensor *x0, c
   loom_tensor *x = as_4d(who, dims, x0, &unbatched);
   int64_t Ho, Wo;
   if (!x || !output_hw(who, x, &c, &Ho, &Wo)) return NULL;
-  core_attrs a = {{c.k[0], c.k[1], c.s[0], c.s[1], c.p[0], c.p[1], opts && opts->exclude_pad, 0}, {0}};
+  core_attrs a = {{c.k[0], c.k[1], c.s[0], c.s[1], c.p[0], c.p[1], opts && opts->exclude_pad, 0},
+                  {opts ? opts->divisor_override : 0}};
   return from_4d(avg_run(x, &a, Ho, Wo), dims, unbatched);
 }
 
@@ -186,27 +199,42 @@ loom_tensor *core_avg_pool(const char *who, int dims, const loom_tensor *x, cons
   return y;
 }
 
-static loom_tensor *adaptive_body(const char *who, const loom_tensor *x0, int64_t oh, int64_t ow) {
+/* Adaptive pooling to out[0] x out[1] (1-d: out[1] only; -1 keeps the input's size). */
+static loom_tensor *adaptive_body(const char *who, int dims, bool is_max, const loom_tensor *x0, const int64_t *out,
+                                  loom_tensor **indices) {
   bool unbatched;
+  int64_t oh = dims == 2 ? out[0] : 1, ow = out[1];
   if (oh == 0 || ow == 0 || oh < -1 || ow < -1) {
-    core_set_error(LOOM_ERR_INVALID, "%s: output size must be positive (or -1 to keep the input's), got %lldx%lld",
-                   who, (long long)oh, (long long)ow);
+    if (dims == 2)
+      core_set_error(LOOM_ERR_INVALID, "%s: output size must be positive (or -1 to keep the input's), got %lldx%lld",
+                     who, (long long)oh, (long long)ow);
+    else
+      core_set_error(LOOM_ERR_INVALID, "%s: output size must be positive (or -1 to keep the input's), got %lld", who,
+                     (long long)ow);
     return NULL;
   }
-  loom_tensor *x = as_4d(who, 2, x0, &unbatched);
+  loom_tensor *x = as_4d(who, dims, x0, &unbatched);
   if (!x) return NULL;
   if (x->shape.d[2] == 0 || x->shape.d[3] == 0) {
-    core_set_error(LOOM_ERR_INVALID, "%s: input %s has an empty plane", who, loom_shape_str(x->shape));
+    core_set_error(LOOM_ERR_INVALID, "%s: input %s has an empty %s", who, loom_shape_str(x0->shape),
+                   dims == 2 ? "plane" : "length");
     return NULL;
   }
+  int64_t Ho = oh < 0 ? x->shape.d[2] : oh, Wo = ow < 0 ? x->shape.d[3] : ow;
+  if (is_max) {
+    core_attrs a = {{1, 1, 1, 1, 0, 0, 1, 1}, {1}}; /* f[0] = 1: adaptive windows */
+    return max_run(x, &a, Ho, Wo, dims, unbatched, indices);
+  }
   core_attrs a = {{0, 0, 0, 0, 0, 0, 0, 1}, {0}};
-  return from_4d(avg_run(x, &a, oh < 0 ? x->shape.d[2] : oh, ow < 0 ? x->shape.d[3] : ow), 2, unbatched);
+  return from_4d(avg_run(x, &a, Ho, Wo), dims, unbatched);
 }
 
-loom_tensor *core_adaptive_avg_pool2d(const char *who, const loom_tensor *x, int64_t out_h, int64_t out_w) {
+loom_tensor *core_adaptive_pool(const char *who, int dims, bool is_max, const loom_tensor *x, const int64_t *out,
+                                loom_tensor **indices) {
+  if (indices) *indices = NULL;
   CORE_CHECK_NULL1(who, x);
   loom_scope_begin();
-  loom_tensor *y = loom_keep(adaptive_body(who, x, out_h, out_w));
+  loom_tensor *y = loom_keep(adaptive_body(who, dims, is_max, x, out, indices));
   loom_scope_end();
   return y;
 }
@@ -233,5 +261,21 @@ loom_tensor *loom_avg_pool1d(const loom_tensor *x, int kernel_size, const loom_p
 }
 
 loom_tensor *loom_adaptive_avg_pool2d(const loom_tensor *x, int64_t out_h, int64_t out_w) {
-  return core_adaptive_avg_pool2d("adaptive_avg_pool2d", x, out_h, out_w);
+  int64_t o[2] = {out_h, out_w};
+  return core_adaptive_pool("adaptive_avg_pool2d", 2, false, x, o, NULL);
+}
+
+loom_tensor *loom_adaptive_avg_pool1d(const loom_tensor *x, int64_t out_l) {
+  int64_t o[2] = {1, out_l};
+  return core_adaptive_pool("adaptive_avg_pool1d", 1, false, x, o, NULL);
+}
+
+loom_tensor *loom_adaptive_max_pool2d(const loom_tensor *x, int64_t out_h, int64_t out_w, loom_tensor **indices) {
+  int64_t o[2] = {out_h, out_w};
+  return core_adaptive_pool("adaptive_max_pool2d", 2, true, x, o, indices);
+}
+
+loom_tensor *loom_adaptive_max_pool1d(const loom_tensor *x, int64_t out_l, loom_tensor **indices) {
+  int64_t o[2] = {1, out_l};
+  return core_adaptive_pool("adaptive_max_pool1d", 1, true, x, o, indices);
 }

@@ -1,4 +1,5 @@
-/* CPU pooling kernels (f32, f64): max_pool2d, avg_pool2d and its backward,
+/* CPU pooling kernels (f32, f64): max_pool2d (plain or adaptive), avg_pool2d
+ * (with an optional divisor_override) and its backward,
  * one plane of [N, C, H, W] per OpenMP work item. Windows follow PyTorch
  * (src/core/conv_window.h); registered by cpu_register_conv. */
 #include <string.h>
@@ -32,6 +33,7 @@ static loom_status check_planes(const core_kctx *k, const loom_tensor *x, const 
       return core_set_error(LOOM_ERR_INVALID, "max_pool2d: indices must be i64 of the output's shape");       \
     const int64_t *a = k->a.i, H = xt->shape.d[2], W = xt->shape.d[3], Ho = yt->shape.d[2], Wo = yt->shape.d[3]; \
     const int64_t planes = xt->shape.d[0] * xt->shape.d[1];                                                   \
+    const bool adaptive = k->a.f[0] != 0;                                                                     \
     const CPU_T_##DT *x = core_ptr(xt);                                                                        \
     CPU_T_##DT *y = core_ptr(yt);                                                                              \
     int64_t *idx = core_ptr(k->out[1]);                                                                       \
@@ -40,13 +42,15 @@ static loom_status check_planes(const core_kctx *k, const loom_tensor *x, const 
       const CPU_T_##DT *xp = x + p * H * W;                                                                    \
       for (int64_t oh = 0; oh < Ho; oh++)                                                                     \
         for (int64_t ow = 0; ow < Wo; ow++) {                                                                 \
-          int64_t h0 = oh * a[2] - a[4], w0 = ow * a[3] - a[5], best = -1;                                    \
+          int64_t h0, nh, dh, w0, nw, dw, best = -1;                                                          \
+          conv_max_window(a, adaptive, 0, oh, H, Ho, &h0, &nh, &dh);                                          \
+          conv_max_window(a, adaptive, 1, ow, W, Wo, &w0, &nw, &dw);                                          \
           CPU_T_##DT m = -INFINITY;                                                                            \
-          for (int64_t i = 0; i < a[0]; i++) {                                                                \
-            int64_t ih = h0 + i * a[6];                                                                       \
+          for (int64_t i = 0; i < nh; i++) {                                                                  \
+            int64_t ih = h0 + i * dh;                                                                         \
             if (ih < 0 || ih >= H) continue;                                                                  \
-            for (int64_t j = 0; j < a[1]; j++) {                                                              \
-              int64_t iw = w0 + j * a[7];                                                                     \
+            for (int64_t j = 0; j < nw; j++) {                                                                \
+              int64_t iw = w0 + j * dw;                                                                       \
               if (iw < 0 || iw >= W) continue;                                                                \
               CPU_T_##DT v = xp[ih * W + iw];                                                                  \
               /* the first in-range element starts it; a NaN wins (PyTorch) */                                \
@@ -64,6 +68,7 @@ static loom_status check_planes(const core_kctx *k, const loom_tensor *x, const 
     if (check_planes(k, xt, yt)) return loom_last_status();                                                   \
     const int64_t *a = k->a.i, H = xt->shape.d[2], W = xt->shape.d[3], Ho = yt->shape.d[2], Wo = yt->shape.d[3]; \
     const int64_t planes = xt->shape.d[0] * xt->shape.d[1];                                                   \
+    const double div = k->a.f[0]; /* divisor_override; 0: the window's count */                              \
     const CPU_T_##DT *x = core_ptr(xt);                                                                        \
     CPU_T_##DT *y = core_ptr(yt);                                                                              \
     _Pragma("omp parallel for num_threads(cpu_threads()) schedule(static) if (planes * H * W > CPU_PARALLEL_MIN)") \
@@ -76,7 +81,7 @@ static loom_status check_planes(const core_kctx *k, const loom_tensor *x, const 
           double s = 0;                                                                                       \
           for (int64_t ih = h0; ih < h1; ih++)                                                                \
             for (int64_t iw = w0; iw < w1; iw++) s += xp[ih * W + iw];                                        \
-          y[(p * Ho + oh) * Wo + ow] = ch * cw > 0 ? (CPU_T_##DT)(s / (double)(ch * cw)) : 0;                  \
+          y[(p * Ho + oh) * Wo + ow] = ch * cw > 0 ? (CPU_T_##DT)(s / (div ? div : (double)(ch * cw))) : 0;    \
         }                                                                                                     \
       }                                                                                                       \
     }                                                                                                         \
@@ -87,6 +92,7 @@ static loom_status check_planes(const core_kctx *k, const loom_tensor *x, const 
     if (check_planes(k, gxt, gyt)) return loom_last_status();                                                 \
     const int64_t *a = k->a.i, H = gxt->shape.d[2], W = gxt->shape.d[3], Ho = gyt->shape.d[2];                \
     const int64_t Wo = gyt->shape.d[3], planes = gxt->shape.d[0] * gxt->shape.d[1];                           \
+    const double div = k->a.f[0];                                                                             \
     const CPU_T_##DT *gy = core_ptr(gyt);                                                                      \
     CPU_T_##DT *gx = core_ptr(gxt);                                                                            \
     _Pragma("omp parallel for num_threads(cpu_threads()) schedule(static) if (planes * H * W > CPU_PARALLEL_MIN)") \
@@ -98,7 +104,7 @@ static loom_status check_planes(const core_kctx *k, const loom_tensor *x, const 
         for (int64_t ow = 0; ow < Wo; ow++) {                                                                 \
           cw = conv_avg_window(a, 1, ow, W, Wo, &w0, &w1);                                                    \
           if (ch * cw <= 0) continue;                                                                         \
-          CPU_T_##DT v = gy[(p * Ho + oh) * Wo + ow] / (CPU_T_##DT)(ch * cw);                                   \
+          CPU_T_##DT v = gy[(p * Ho + oh) * Wo + ow] / (CPU_T_##DT)(div ? div : (double)(ch * cw));             \
           for (int64_t ih = h0; ih < h1; ih++)                                                                \
             for (int64_t iw = w0; iw < w1; iw++) gp[ih * W + iw] += v;                                        \
         }                                                                                                     \

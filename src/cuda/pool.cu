@@ -1,4 +1,5 @@
-// CUDA pooling kernels: max_pool2d, avg_pool2d and avg_pool2d_backward over
+// CUDA pooling kernels: max_pool2d (plain or adaptive), avg_pool2d (optional
+// divisor_override) and avg_pool2d_backward over
 // contiguous [N, C, H, W] planes (f32, f64, f16, bf16; sums in f32, f64 for
 // f64). Own kernels rather than cuDNN's pooling, which has no ceil_mode and
 // another padding rule for averages. One thread per output element; the
@@ -10,7 +11,11 @@
 
 namespace {
 
-struct PoolAttrs { int64_t a[8]; };
+// i[0..7] as in src/core/ops_conv.def; f: max_pool2d adaptive flag or avg_pool2d divisor_override (0 = none).
+struct PoolAttrs {
+  int64_t a[8];
+  double f;
+};
 
 template <loom_dtype DT, class A>
 __global__ void max_pool_kernel(const typename dt<DT>::S *x, typename dt<DT>::S *y, int64_t *idx, int64_t total,
@@ -20,13 +25,15 @@ __global__ void max_pool_kernel(const typename dt<DT>::S *x, typename dt<DT>::S 
   for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < total; t += step) {
     int64_t ow = t % Wo, oh = t / Wo % Ho, plane = t / (Wo * Ho);
     const typename dt<DT>::S *xp = x + plane * H * W;
-    int64_t h0 = oh * a[2] - a[4], w0 = ow * a[3] - a[5], best = -1;
+    int64_t h0, nh, dh, w0, nw, dw, best = -1;
+    conv_max_window(a, p.f != 0, 0, oh, H, Ho, &h0, &nh, &dh);
+    conv_max_window(a, p.f != 0, 1, ow, W, Wo, &w0, &nw, &dw);
     A m = 0;
-    for (int64_t i = 0; i < a[0]; i++) {
-      int64_t ih = h0 + i * a[6];
+    for (int64_t i = 0; i < nh; i++) {
+      int64_t ih = h0 + i * dh;
       if (ih < 0 || ih >= H) continue;
-      for (int64_t j = 0; j < a[1]; j++) {
-        int64_t iw = w0 + j * a[7];
+      for (int64_t j = 0; j < nw; j++) {
+        int64_t iw = w0 + j * dw;
         if (iw < 0 || iw >= W) continue;
         A v = (A)dt<DT>::load(xp[ih * W + iw]);
         if (best < 0 || v > m || is_nan(v)) m = v, best = ih * W + iw;  // a NaN wins, as in PyTorch
@@ -43,12 +50,12 @@ __global__ void avg_pool_kernel(const typename dt<DT>::S *x, typename dt<DT>::S 
   const int64_t step = (int64_t)gridDim.x * blockDim.x;
   for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < total; t += step) {
     int64_t ow = t % Wo, oh = t / Wo % Ho, plane = t / (Wo * Ho), h0, h1, w0, w1;
-    int64_t div = conv_avg_window(p.a, 0, oh, H, Ho, &h0, &h1) * conv_avg_window(p.a, 1, ow, W, Wo, &w0, &w1);
+    int64_t cnt = conv_avg_window(p.a, 0, oh, H, Ho, &h0, &h1) * conv_avg_window(p.a, 1, ow, W, Wo, &w0, &w1);
     const typename dt<DT>::S *xp = x + plane * H * W;
     A s = 0;
     for (int64_t ih = h0; ih < h1; ih++)
       for (int64_t iw = w0; iw < w1; iw++) s += (A)dt<DT>::load(xp[ih * W + iw]);
-    y[t] = dt<DT>::store((typename dt<DT>::C)(div > 0 ? s / (A)div : (A)0));
+    y[t] = dt<DT>::store((typename dt<DT>::C)(cnt > 0 ? s / (p.f != 0 ? (A)p.f : (A)cnt) : (A)0));
   }
 }
 
@@ -82,7 +89,7 @@ __global__ void avg_pool_backward_kernel(const typename dt<DT>::S *gy, typename 
       for (int64_t ow = ow0; ow <= ow1; ow++) {
         int64_t w0, w1, cw = conv_avg_window(p.a, 1, ow, W, Wo, &w0, &w1);
         if (iw < w0 || iw >= w1 || ch * cw <= 0) continue;
-        s += (A)dt<DT>::load(gp[oh * Wo + ow]) / (A)(ch * cw);
+        s += (A)dt<DT>::load(gp[oh * Wo + ow]) / (p.f != 0 ? (A)p.f : (A)(ch * cw));
       }
     }
     gx[t] = dt<DT>::store((typename dt<DT>::C)s);
@@ -108,6 +115,7 @@ loom_status check_planes(const core_kctx *k, const loom_tensor *x, const loom_te
 PoolAttrs attrs_of(const core_kctx *k) {
   PoolAttrs p;
   for (int i = 0; i < 8; i++) p.a[i] = k->a.i[i];
+  p.f = k->a.f[0];
   return p;
 }
 

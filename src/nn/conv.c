@@ -1,5 +1,5 @@
 /* Conv and pooling modules: Conv1d, Conv2d, ConvTranspose2d, MaxPool1d/2d,
- * AvgPool1d/2d, AdaptiveAvgPool2d. Forward calls the op definitions of
+ * AvgPool1d/2d, AdaptiveAvgPool1d/2d, AdaptiveMaxPool1d/2d. Forward calls the op definitions of
  * src/core/conv.c and pool.c with the layer's type name, so errors read
  * "Conv2d: ...". State: a loom_conv_config with the defaults filled in. */
 #include <math.h>
@@ -153,17 +153,26 @@ static loom_tensor *avg_pool_forward(loom_module *m, loom_tensor *const *in, int
   return core_avg_pool(loom_module_type(m), c->dims, in[0], pool_kernel(c), &c->pool);
 }
 
-static loom_tensor *adaptive_forward(loom_module *m, loom_tensor *const *in, int n_in) {
+static loom_tensor *adaptive_forward(loom_module *m, loom_tensor *const *in, int n_in, bool is_max) {
   if (!one_input(m, n_in)) return NULL;
   const loom_conv_config *c = config_of(m);
-  return core_adaptive_avg_pool2d(loom_module_type(m), in[0], c->output_size[0], c->output_size[1]);
+  return core_adaptive_pool(loom_module_type(m), c->dims, is_max, in[0], c->output_size, NULL);
+}
+static loom_tensor *adaptive_avg_forward(loom_module *m, loom_tensor *const *in, int n_in) {
+  return adaptive_forward(m, in, n_in, false);
+}
+static loom_tensor *adaptive_max_forward(loom_module *m, loom_tensor *const *in, int n_in) {
+  return adaptive_forward(m, in, n_in, true);
 }
 
 static const loom_module_kind max_pool1d_kind = {"MaxPool1d", max_pool_forward, NULL, NULL, NULL};
 static const loom_module_kind max_pool2d_kind = {"MaxPool2d", max_pool_forward, NULL, NULL, NULL};
 static const loom_module_kind avg_pool1d_kind = {"AvgPool1d", avg_pool_forward, NULL, NULL, NULL};
 static const loom_module_kind avg_pool2d_kind = {"AvgPool2d", avg_pool_forward, NULL, NULL, NULL};
-static const loom_module_kind adaptive_kind = {"AdaptiveAvgPool2d", adaptive_forward, NULL, NULL, NULL};
+static const loom_module_kind adaptive_avg2d_kind = {"AdaptiveAvgPool2d", adaptive_avg_forward, NULL, NULL, NULL};
+static const loom_module_kind adaptive_avg1d_kind = {"AdaptiveAvgPool1d", adaptive_avg_forward, NULL, NULL, NULL};
+static const loom_module_kind adaptive_max2d_kind = {"AdaptiveMaxPool2d", adaptive_max_forward, NULL, NULL, NULL};
+static const loom_module_kind adaptive_max1d_kind = {"AdaptiveMaxPool1d", adaptive_max_forward, NULL, NULL, NULL};
 
 static loom_module *pool_build(const loom_module_kind *kind, int dims, const int *k, const loom_pool_opts *o) {
   static const loom_pool_opts zero;
@@ -200,14 +209,31 @@ loom_module *loom_nn_avg_pool1d(int kernel_size, const loom_pool_opts *opts) {
   return pool_build(&avg_pool1d_kind, 1, &kernel_size, opts);
 }
 
-loom_module *loom_nn_adaptive_avg_pool2d(int64_t out_h, int64_t out_w) {
-  if (out_h == 0 || out_w == 0 || out_h < -1 || out_w < -1) {
-    core_set_error(LOOM_ERR_INVALID, "AdaptiveAvgPool2d: output size must be positive (or -1 to keep the input's), "
-                   "got %lldx%lld", (long long)out_h, (long long)out_w);
+/* out[1] only for 1-d; -1 keeps the input's size. */
+static loom_module *adaptive_build(const loom_module_kind *kind, int dims, int64_t out_h, int64_t out_w) {
+  if ((dims == 2 && (out_h == 0 || out_h < -1)) || out_w == 0 || out_w < -1) {
+    if (dims == 2)
+      core_set_error(LOOM_ERR_INVALID, "%s: output size must be positive (or -1 to keep the input's), got %lldx%lld",
+                     kind->type, (long long)out_h, (long long)out_w);
+    else
+      core_set_error(LOOM_ERR_INVALID, "%s: output size must be positive (or -1 to keep the input's), got %lld",
+                     kind->type, (long long)out_w);
     return NULL;
   }
   loom_conv_config c;
   memset(&c, 0, sizeof c);
-  c.dims = 2, c.output_size[0] = out_h, c.output_size[1] = out_w;
-  return new_module(&adaptive_kind, &c);
+  c.dims = dims, c.output_size[0] = dims == 2 ? out_h : 1, c.output_size[1] = out_w;
+  return new_module(kind, &c);
 }
+
+loom_module *loom_nn_adaptive_avg_pool2d(int64_t out_h, int64_t out_w) {
+  return adaptive_build(&adaptive_avg2d_kind, 2, out_h, out_w);
+}
+
+loom_module *loom_nn_adaptive_avg_pool1d(int64_t out_l) { return adaptive_build(&adaptive_avg1d_kind, 1, 1, out_l); }
+
+loom_module *loom_nn_adaptive_max_pool2d(int64_t out_h, int64_t out_w) {
+  return adaptive_build(&adaptive_max2d_kind, 2, out_h, out_w);
+}
+
+loom_module *loom_nn_adaptive_max_pool1d(int64_t out_l) { return adaptive_build(&adaptive_max1d_kind, 1, 1, out_l); }
