@@ -20,5 +20,7 @@ loom_tensor *core_adaptive_pool(const char *who, int dims, bool is_max, const lo
 /* Option checks alone (module constructors): true, or false + error. */
 bool core_conv_check_opts(const char *who, int dims, bool transpose, const loom_conv_opts *opts);
 bool core_pool_check_opts(const char *who, int dims, bool is_max, const int *k, const loom_pool_opts *opts);
+/* Adaptive output size: positive or -1 (keep the input's); 1-d checks ow alone. */
+bool core_adaptive_check_size(const char *who, int dims, int64_t oh, int64_t ow);
 
 #endif

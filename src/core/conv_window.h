@@ -15,16 +15,16 @@
 #define CONV_HD static inline
 #endif
 
-/* Input range [*lo, *hi) that output o (of n_out) averages along dim j
- * (0 = H, 1 = W) of an input of size n_in; returns the count the divisor
- * uses for that dim: the window clipped to the padded input when padding
- * counts, else the clipped range itself. */
 /* The adaptive window of output o: [floor(o n_in / n_out), ceil((o + 1) n_in / n_out)). */
 CONV_HD void conv_adaptive_window(int64_t o, int64_t n_in, int64_t n_out, int64_t *lo, int64_t *hi) {
   *lo = o * n_in / n_out;
   *hi = ((o + 1) * n_in + n_out - 1) / n_out;
 }
 
+/* Input range [*lo, *hi) that output o (of n_out) averages along dim j
+ * (0 = H, 1 = W) of an input of size n_in; returns the count the divisor
+ * uses for that dim: the window clipped to the padded input when padding
+ * counts, else the clipped range itself. */
 CONV_HD int64_t conv_avg_window(const int64_t *a, int j, int64_t o, int64_t n_in, int64_t n_out, int64_t *lo,
                                 int64_t *hi) {
   if (a[7]) {

@@ -199,20 +199,25 @@ loom_tensor *core_avg_pool(const char *who, int dims, const loom_tensor *x, cons
   return y;
 }
 
-/* Adaptive pooling to out[0] x out[1] (1-d: out[1] only; -1 keeps the input's size). */
-static loom_tensor *adaptive_body(const char *who, int dims, bool is_max, const loom_tensor *x0, const int64_t *out,
-                                  loom_tensor **indices) {
-  bool unbatched;
-  int64_t oh = dims == 2 ? out[0] : 1, ow = out[1];
-  if (oh == 0 || ow == 0 || oh < -1 || ow < -1) {
+bool core_adaptive_check_size(const char *who, int dims, int64_t oh, int64_t ow) {
+  if ((dims == 2 && (oh == 0 || oh < -1)) || ow == 0 || ow < -1) {
     if (dims == 2)
       core_set_error(LOOM_ERR_INVALID, "%s: output size must be positive (or -1 to keep the input's), got %lldx%lld",
                      who, (long long)oh, (long long)ow);
     else
       core_set_error(LOOM_ERR_INVALID, "%s: output size must be positive (or -1 to keep the input's), got %lld", who,
                      (long long)ow);
-    return NULL;
+    return false;
   }
+  return true;
+}
+
+/* Adaptive pooling to out[0] x out[1] (1-d: out[1] only; -1 keeps the input's size). */
+static loom_tensor *adaptive_body(const char *who, int dims, bool is_max, const loom_tensor *x0, const int64_t *out,
+                                  loom_tensor **indices) {
+  bool unbatched;
+  int64_t oh = dims == 2 ? out[0] : 1, ow = out[1];
+  if (!core_adaptive_check_size(who, dims, oh, ow)) return NULL;
   loom_tensor *x = as_4d(who, dims, x0, &unbatched);
   if (!x) return NULL;
   if (x->shape.d[2] == 0 || x->shape.d[3] == 0) {

@@ -211,15 +211,7 @@ loom_module *loom_nn_avg_pool1d(int kernel_size, const loom_pool_opts *opts) {
 
 /* out[1] only for 1-d; -1 keeps the input's size. */
 static loom_module *adaptive_build(const loom_module_kind *kind, int dims, int64_t out_h, int64_t out_w) {
-  if ((dims == 2 && (out_h == 0 || out_h < -1)) || out_w == 0 || out_w < -1) {
-    if (dims == 2)
-      core_set_error(LOOM_ERR_INVALID, "%s: output size must be positive (or -1 to keep the input's), got %lldx%lld",
-                     kind->type, (long long)out_h, (long long)out_w);
-    else
-      core_set_error(LOOM_ERR_INVALID, "%s: output size must be positive (or -1 to keep the input's), got %lld",
-                     kind->type, (long long)out_w);
-    return NULL;
-  }
+  if (!core_adaptive_check_size(kind->type, dims, out_h, out_w)) return NULL;
   loom_conv_config c;
   memset(&c, 0, sizeof c);
   c.dims = dims, c.output_size[0] = dims == 2 ? out_h : 1, c.output_size[1] = out_w;
