@@ -1,7 +1,7 @@
 // The edge cases where Loom follows PyTorch's exact rule (tools/fixtures/gen_parity.py):
 // ties in max-like reductions, clamp at its bounds (scalar or tensor), maximum / minimum
 // with NaN, var / std with correction >= N,
-// addmm with beta = 0, kl_div at zero targets and the norm orders. Each case runs on the
+// addmm with beta = 0, kl_div at zero targets, the norm orders and F.pad in every mode. Each case runs on the
 // CPU and, when a GPU is visible, on CUDA, in f64; NaN and infinities must sit where
 // PyTorch puts them.
 #include "loom_test.h"
@@ -57,6 +57,9 @@ std::map<std::string, CaseFn> case_table() {
     return [=](const Ins &x) { return loom_std(x[0], d, n, c, false); };
   };
   auto kl = [](loom_reduction r) { return [=](const Ins &x) { return loom_kl_div(x[0], x[1], r, false); }; };
+  auto pad = [](std::vector<int64_t> p, const char *mode, double value) {
+    return [=](const Ins &x) { return loom_pad(x[0], p.data(), (int)p.size(), mode, value); };
+  };
   return {
       {"max_all_ties", [](const Ins &x) { return loom_max_all(x[0]); }},
       {"min_all_ties", [](const Ins &x) { return loom_min_all(x[0]); }},
@@ -116,6 +119,20 @@ std::map<std::string, CaseFn> case_table() {
       {"kl_zero_sum", kl(LOOM_REDUCTION_SUM)},
       {"kl_zero_none", kl(LOOM_REDUCTION_NONE)},
       {"kl_neg_batchmean", kl(LOOM_REDUCTION_BATCHMEAN)},
+      {"pad_const", pad({1, 2, 0, 1}, "constant", 1.5)},
+      {"pad_const_crop", pad({-1, 2, 1, -2}, nullptr, 0)},
+      {"pad_const_all", pad({1, 0, 0, 1, 2, 1}, "constant", -1)},
+      {"pad_reflect1", pad({2, 3}, "reflect", 0)},
+      {"pad_reflect1_crop", pad({-1, 3}, "reflect", 0)},
+      {"pad_reflect2", pad({1, 2, 3, 0}, "reflect", 0)},
+      {"pad_reflect3", pad({1, 1, 2, 0, 1, 2}, "reflect", 0)},
+      {"pad_replicate1", pad({3, -1}, "replicate", 0)},
+      {"pad_replicate2", pad({1, 2, 2, 1}, "replicate", 0)},
+      {"pad_replicate3", pad({0, 2, 1, 1, 2, 0}, "replicate", 0)},
+      {"pad_circular1", pad({2, 4}, "circular", 0)},
+      {"pad_circular1_crop", pad({-1, 3}, "circular", 0)},
+      {"pad_circular2", pad({1, 2, 3, 0}, "circular", 0)},
+      {"pad_circular3", pad({1, 0, 2, 1, 1, 1}, "circular", 0)},
   };
 }
 
@@ -234,4 +251,53 @@ TEST(OpsParity, ClampTensorTypesAndErrors) {
   refuses(loom_clamp_tensor(loom_zeros(LOOM_SHAPE(3), LOOM_BOOL, loom_cpu()), lo, nullptr), "bool");
   loom_clear_error();  // a NULL input keeps an earlier error; start clean to see clamp's own
   refuses(loom_clamp_tensor(nullptr, lo, nullptr), "NULL");
+}
+
+// pad: integer and bool tensors keep their dtype (a constant value is truncated); a
+// zero padding still gives a new tensor; PyTorch's refusals come with a message naming pad.
+TEST(OpsParity, PadTypesAndErrors) {
+  ScopeGuard scope;
+  const int64_t p11[] = {1, 1};
+  loom_tensor *xi = T({0, 1, 2}, LOOM_SHAPE(1, 3), LOOM_I32);
+  loom_tensor *yi = loom_pad(xi, p11, 2, nullptr, 2.7);
+  ASSERT_NE(yi, nullptr) << loom_last_error();
+  EXPECT_EQ(loom_dtype_of(yi), LOOM_I32);
+  EXPECT_EQ(V(yi), (std::vector<double>{2, 0, 1, 2, 2}));
+  EXPECT_EQ(V(loom_pad(xi, p11, 2, "reflect", 0)), (std::vector<double>{1, 0, 1, 2, 1}));
+  loom_tensor *yb = loom_pad(loom_zeros(LOOM_SHAPE(1, 2), LOOM_BOOL, loom_cpu()), p11, 2, "constant", 1);
+  ASSERT_NE(yb, nullptr) << loom_last_error();
+  EXPECT_EQ(V(yb), (std::vector<double>{1, 0, 0, 1}));
+  loom_tensor *x = T({0, 1, 2}, LOOM_SHAPE(1, 3), LOOM_F32);
+  const int64_t p00[] = {0, 0};
+  loom_tensor *same = loom_pad(x, p00, 2, "constant", 0);
+  ASSERT_NE(same, nullptr) << loom_last_error();
+  EXPECT_FALSE(loom_shares_storage(same, x));
+  loom_tensor *empty = loom_pad(loom_zeros(LOOM_SHAPE(0, 2, 3), LOOM_F32, loom_cpu()), p11, 2, "circular", 0);
+  ASSERT_NE(empty, nullptr) << loom_last_error();
+  EXPECT_TRUE(loom_shape_equal(loom_shape_of(empty), LOOM_SHAPE(0, 2, 5)));
+
+  auto refuses = [](loom_tensor *r, const char *what) {
+    EXPECT_EQ(r, nullptr);
+    std::string e = loom_last_error();
+    EXPECT_NE(e.find("pad"), std::string::npos) << e;
+    EXPECT_NE(e.find(what), std::string::npos) << e;
+  };
+  const int64_t p1[] = {1}, p6[] = {1, 1, 1, 1, 1, 1}, p30[] = {3, 0}, pm21[] = {-2, -1}, p40[] = {4, 0},
+                pm31[] = {-3, 1}, pm22[] = {-2, -2}, p1111[] = {1, 1, 1, 1};
+  refuses(loom_pad(x, p1, 1, nullptr, 0), "even");
+  refuses(loom_pad(x, p6, 6, nullptr, 0), "6 padding values for a 2-d tensor");
+  refuses(loom_pad(x, p30, 2, "reflect", 0), "smaller than the dim");
+  refuses(loom_pad(x, pm21, 2, "reflect", 0), "leaves no elements");
+  refuses(loom_pad(x, p40, 2, "circular", 0), "more than once");
+  refuses(loom_pad(x, pm31, 2, "circular", 0), "nothing to wrap");
+  refuses(loom_pad(x, pm22, 2, nullptr, 0), "negative size");
+  EXPECT_EQ(V(loom_pad(x, pm31, 2, nullptr, 0)), (std::vector<double>{0}));  // crops to nothing, then pads
+  refuses(loom_pad(x, p1111, 4, "reflect", 0), "3-d or 4-d");
+  refuses(loom_pad(T({1, 2, 3}, LOOM_SHAPE(3), LOOM_F32), p11, 2, "replicate", 0), "2-d or 3-d");
+  refuses(loom_pad(loom_zeros(LOOM_SHAPE(1, 0), LOOM_F32, loom_cpu()), p11, 2, "replicate", 0), "non-empty");
+  refuses(loom_pad(x, p11, 2, "reflect", 1), "takes no value");
+  refuses(loom_pad(x, p11, 2, "zeros", 0), "unknown mode");
+  refuses(loom_pad(x, nullptr, 2, nullptr, 0), "NULL");
+  loom_clear_error();
+  refuses(loom_pad(nullptr, p11, 2, nullptr, 0), "NULL");
 }

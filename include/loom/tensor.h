@@ -147,6 +147,14 @@ loom_tensor *loom_stack(loom_tensor *const *ts, int n, int dim);
 /* Fills out[] with views; returns the number of pieces or -1. */
 int loom_split(const loom_tensor *t, int64_t split_size, int dim, loom_tensor **out, int max_out);
 int loom_chunk(const loom_tensor *t, int chunks, int dim, loom_tensor **out, int max_out);
+/* PyTorch's F.pad: pad[0..npad) pairs (before, after) from the last dim
+ * backwards; negative amounts crop. mode NULL or "constant" fills with value
+ * (truncated for integer dtypes) and pads up to every dim; "reflect",
+ * "replicate" and "circular" take value 0 and pad 1 to 3 trailing dims of a
+ * tensor with one or two dims more (a reflect pad must be smaller than its
+ * dim; a circular pad at most the dim left after cropping). Always a new
+ * tensor; differentiable. */
+loom_tensor *loom_pad(const loom_tensor *x, const int64_t *pad, int npad, const char *mode, double value);
 
 /* Prints a short description and (up to 6 per dim) values to stdout. */
 void loom_print(const loom_tensor *t, const char *label);
