@@ -85,6 +85,39 @@ TEST(ConvFixture, ConvTranspose2d) {
   o.output_padding[0] = o.output_padding[1] = 1;
   check_fixture("conv_transpose2d", loom_nn_conv_transpose2d(4, 6, 3, 3, &o));
   check_fixture("conv_transpose2d_plain", loom_nn_conv_transpose2d(3, 2, 2, 3, nullptr));
+  loom_conv_opts dil = conv_opts(2, 2, 0, 0, 3, 3);
+  dil.output_padding[0] = dil.output_padding[1] = 2;  // below the dilation, not the stride
+  check_fixture("conv_transpose2d_dil_op", loom_nn_conv_transpose2d(2, 3, 3, 3, &dil));
+  loom_conv_opts size = conv_opts(3, 3, 1, 1);
+  size.output_size[0] = 9, size.output_size[1] = 11;
+  check_fixture("conv_transpose2d_size", loom_nn_conv_transpose2d(2, 3, 3, 3, &size));
+}
+
+TEST(ConvFixture, ConvTranspose1d) {
+  loom_conv_opts o = conv_opts(2, 0, 1, 0, 2, 0, 2);
+  o.output_padding[0] = 1;
+  check_fixture("conv_transpose1d", loom_nn_conv_transpose1d(4, 6, 3, &o));
+  loom_conv_opts size = conv_opts(3, 0, 0, 0);
+  size.output_size[0] = 15;
+  check_fixture("conv_transpose1d_size", loom_nn_conv_transpose1d(3, 2, 4, &size));
+}
+
+TEST(ConvFixture, PaddingModes) {
+  loom_conv_opts r = conv_opts(1, 1, 1, 2);
+  r.padding_mode = "reflect";
+  check_fixture("conv2d_reflect", loom_nn_conv2d(3, 4, 3, 3, &r));
+  loom_conv_opts rs = conv_opts(1, 1, 0, 0, 1, 2);
+  rs.same_padding = true, rs.padding_mode = "replicate";
+  check_fixture("conv2d_replicate_same", loom_nn_conv2d(2, 3, 4, 3, &rs));
+  loom_conv_opts c = conv_opts(2, 2, 2, 1, 1, 1, 2);
+  c.padding_mode = "circular";
+  check_fixture("conv2d_circular", loom_nn_conv2d(2, 4, 3, 3, &c));
+  loom_conv_opts r1 = conv_opts(1, 0, 2, 0, 2, 0);
+  r1.padding_mode = "reflect";
+  check_fixture("conv1d_reflect", loom_nn_conv1d(2, 3, 3, &r1));
+  loom_conv_opts c1{};
+  c1.same_padding = true, c1.padding_mode = "circular";
+  check_fixture("conv1d_circular_same", loom_nn_conv1d(2, 3, 4, &c1));
 }
 
 TEST(ConvFixture, MaxPool) {
@@ -199,6 +232,19 @@ TEST(ConvGrad, Conv1dAndTranspose) {
   t.output_padding[0] = 1, t.output_padding[1] = 2;
   EXPECT_TRUE(gradcheck(
       [&](const std::vector<loom_tensor *> &x) { return loom_conv_transpose2d(x[0], x[1], x[2], &t); }, tin));
+  auto t1in = rand64({LOOM_SHAPE(2, 4, 4), LOOM_SHAPE(4, 3, 3), LOOM_SHAPE(6)});
+  loom_conv_opts t1 = conv_opts(2, 0, 1, 0, 2, 0, 2);
+  t1.output_size[0] = 10;  // one above the smallest size, 9
+  EXPECT_TRUE(gradcheck(
+      [&](const std::vector<loom_tensor *> &x) { return loom_conv_transpose1d(x[0], x[1], x[2], &t1); }, t1in));
+  auto rin = rand64({LOOM_SHAPE(1, 2, 4, 5), LOOM_SHAPE(2, 2, 3, 2)});
+  for (const char *mode : {"reflect", "replicate", "circular"}) {
+    SCOPED_TRACE(mode);
+    loom_conv_opts m = conv_opts(1, 2, 2, 1);
+    m.padding_mode = mode;
+    EXPECT_TRUE(gradcheck(
+        [&](const std::vector<loom_tensor *> &x) { return loom_conv2d(x[0], x[1], nullptr, &m); }, rin));
+  }
 }
 
 TEST(ConvGrad, Pooling) {

@@ -71,6 +71,18 @@ TEST(ConvCuda, Convolutions) {
   loom_conv_opts t = conv_opts(2, 2, 1, 0, 1, 2, 2);
   t.output_padding[0] = 1;
   compare("ConvTranspose2d", [&] { return loom_nn_conv_transpose2d(4, 6, 3, 3, &t); }, LOOM_SHAPE(2, 4, 5, 6));
+  loom_conv_opts dil = conv_opts(2, 2, 1, 1, 3, 3);
+  dil.output_padding[0] = dil.output_padding[1] = 2;  // crop-and-fill path
+  compare("ConvTranspose2d op >= stride", [&] { return loom_nn_conv_transpose2d(3, 4, 3, 3, &dil); },
+          LOOM_SHAPE(2, 3, 4, 5));
+  loom_conv_opts t1 = conv_opts(3, 0, 1, 0);
+  t1.output_size[0] = 15;
+  compare("ConvTranspose1d", [&] { return loom_nn_conv_transpose1d(4, 2, 4, &t1); }, LOOM_SHAPE(2, 4, 5));
+  for (const char *mode : {"reflect", "replicate", "circular"}) {
+    loom_conv_opts m = conv_opts(1, 2, 2, 1);
+    m.padding_mode = mode;
+    compare(mode, [&] { return loom_nn_conv2d(3, 4, 3, 3, &m); }, LOOM_SHAPE(2, 3, 7, 8));
+  }
 }
 
 TEST(ConvCuda, Pooling) {

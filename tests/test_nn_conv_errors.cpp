@@ -53,7 +53,22 @@ TEST(ConvErrors, FunctionalConv) {
   EXPECT_TRUE(failed_with(loom_conv2d(x, randn(LOOM_SHAPE(6, 4, 3, 3)), nullptr, &same), {"conv2d", "'same'"}));
   loom_conv_opts mode{};
   mode.padding_mode = "reflect";
+  EXPECT_NE(loom_conv2d(x, randn(LOOM_SHAPE(6, 4, 3, 3)), nullptr, &mode), nullptr) << loom_last_error();
+  EXPECT_TRUE(failed_with(loom_conv_transpose2d(x, randn(LOOM_SHAPE(4, 2, 3, 3)), nullptr, &mode),
+                          {"conv_transpose2d", "reflect"}));
+  mode.padding[0] = mode.padding[1] = 6;  // reflect needs a pad below the size 6
   EXPECT_TRUE(failed_with(loom_conv2d(x, randn(LOOM_SHAPE(6, 4, 3, 3)), nullptr, &mode), {"conv2d", "reflect"}));
+  mode.padding_mode = "mirror";
+  EXPECT_TRUE(failed_with(loom_conv2d(x, randn(LOOM_SHAPE(6, 4, 3, 3)), nullptr, &mode), {"conv2d", "mirror"}));
+  loom_conv_opts os{};
+  os.stride[0] = os.stride[1] = 2, os.output_size[0] = os.output_size[1] = 20;
+  EXPECT_TRUE(failed_with(loom_conv_transpose2d(x, randn(LOOM_SHAPE(4, 2, 3, 3)), nullptr, &os),
+                          {"conv_transpose2d", "output_size", "13 to 14"}));
+  os.output_size[0] = os.output_size[1] = 14;
+  loom_tensor *t12 = loom_conv_transpose2d(x, randn(LOOM_SHAPE(4, 2, 3, 3)), nullptr, &os);
+  ASSERT_NE(t12, nullptr) << loom_last_error();
+  EXPECT_EQ(loom_size(t12, 2), 14);
+  EXPECT_TRUE(failed_with(loom_conv2d(x, randn(LOOM_SHAPE(6, 4, 3, 3)), nullptr, &os), {"conv2d", "output_size"}));
   loom_conv_opts op{};
   op.output_padding[0] = 1;
   EXPECT_TRUE(failed_with(loom_conv2d(x, randn(LOOM_SHAPE(6, 4, 3, 3)), nullptr, &op), {"output_padding"}));

@@ -23,9 +23,15 @@ typedef struct loom_conv_opts {
   int groups;             /* 0 = 1; groups = in_channels is depthwise */
   bool same_padding;      /* padding='same': output size = input size (stride 1 only);
                              an odd total padding puts the extra row/column at the end */
-  int output_padding[2];  /* conv_transpose only: extra rows/columns at the end (< stride) */
+  int output_padding[2];  /* conv_transpose only: extra rows/columns at the end
+                             (smaller than stride or dilation) */
+  int64_t output_size[2]; /* conv_transpose only: 0 = from output_padding; else the
+                             output's spatial size, within [Hout, Hout + stride - 1]
+                             of the size without output_padding (PyTorch's output_size) */
   bool no_bias;           /* modules: bias=False */
-  const char *padding_mode; /* NULL or "zeros" (the only mode) */
+  const char *padding_mode; /* NULL or "zeros", "reflect", "replicate", "circular" (F.pad
+                               of the input by padding, then no zero padding; not for
+                               transposed convolutions) */
 } loom_conv_opts;
 
 /* x [N, C, H, W], weight [Cout, C / groups, kh, kw], bias [Cout] or NULL. */
@@ -38,8 +44,11 @@ loom_tensor *loom_conv1d(const loom_tensor *x, const loom_tensor *weight, const 
  * Hout = (H - 1) stride - 2 padding + dilation (kh - 1) + output_padding + 1. */
 loom_tensor *loom_conv_transpose2d(const loom_tensor *x, const loom_tensor *weight, const loom_tensor *bias,
                                    const loom_conv_opts *opts);
+/* x [N, Cin, L], weight [Cin, Cout / groups, k], bias [Cout] or NULL. */
+loom_tensor *loom_conv_transpose1d(const loom_tensor *x, const loom_tensor *weight, const loom_tensor *bias,
+                                   const loom_conv_opts *opts);
 
-/* Modules "Conv2d", "Conv1d", "ConvTranspose2d" with parameters weight and
+/* Modules "Conv2d", "Conv1d", "ConvTranspose2d", "ConvTranspose1d" with parameters weight and
  * bias (absent with no_bias), PyTorch's default initialisation:
  * kaiming_uniform(a = sqrt(5)) weight, bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)). */
 loom_module *loom_nn_conv2d(int64_t in_channels, int64_t out_channels, int kernel_h, int kernel_w,
@@ -47,6 +56,8 @@ loom_module *loom_nn_conv2d(int64_t in_channels, int64_t out_channels, int kerne
 loom_module *loom_nn_conv1d(int64_t in_channels, int64_t out_channels, int kernel_size,
                             const loom_conv_opts *opts);
 loom_module *loom_nn_conv_transpose2d(int64_t in_channels, int64_t out_channels, int kernel_h, int kernel_w,
+                                      const loom_conv_opts *opts);
+loom_module *loom_nn_conv_transpose1d(int64_t in_channels, int64_t out_channels, int kernel_size,
                                       const loom_conv_opts *opts);
 
 /* ---- pooling ---- */

@@ -1,9 +1,10 @@
-/* Convolution op definitions: conv1d, conv2d, conv_transpose2d. One kernel
+/* Convolution op definitions: conv1d, conv2d, conv_transpose1d/2d. One kernel
  * triple (conv2d, conv2d_backward_input, conv2d_backward_weight; see
  * src/core/ops_conv.def) serves them all: 1-d runs with H = 1, and the
  * transposed convolution is the convolution's input gradient (its backward
  * uses the forward conv and the weight gradient with roles swapped). The bias
  * is added with core ops, so autograd sums its gradient over N, H, W. */
+#include <stdio.h>
 #include <string.h>
 
 #include "core/autocast.h"
@@ -12,9 +13,18 @@
 
 /* Conv attributes (ops_conv.def): stride, padding, dilation pairs and groups. */
 typedef struct conv_params {
-  int64_t s[2], p[2], d[2], op[2], g;
+  int64_t s[2], p[2], d[2], op[2], g, size[2];
   bool same;
+  const char *mode; /* padding_mode: "zeros" or an F.pad mode */
 } conv_params;
+
+const char *core_conv_padding_mode(const char *mode) {
+  static const char *const names[] = {"zeros", "reflect", "replicate", "circular"};
+  if (!mode) return names[0];
+  for (int i = 0; i < 4; i++)
+    if (strcmp(mode, names[i]) == 0) return names[i];
+  return NULL;
+}
 
 static void to_attrs(const conv_params *c, core_attrs *a) {
   memset(a, 0, sizeof *a);
@@ -55,23 +65,25 @@ static bool read_opts(const char *who, int dims, bool transpose, const loom_conv
   c->s[0] = c->s[1] = c->d[0] = c->d[1] = 1;
   for (int i = 0; i < dims; i++) {
     int j = 2 - dims + i; /* 1-d fills the W slot */
-    if (o->stride[i] < 0 || o->padding[i] < 0 || o->dilation[i] < 0 || o->output_padding[i] < 0) {
-      core_set_error(LOOM_ERR_INVALID, "%s: stride, padding, dilation and output_padding must not be negative "
-                     "(got stride %d, padding %d, dilation %d, output_padding %d)", who, o->stride[i],
-                     o->padding[i], o->dilation[i], o->output_padding[i]);
+    if (o->stride[i] < 0 || o->padding[i] < 0 || o->dilation[i] < 0 || o->output_padding[i] < 0 ||
+        o->output_size[i] < 0) {
+      core_set_error(LOOM_ERR_INVALID, "%s: stride, padding, dilation, output_padding and output_size must not be "
+                     "negative (got stride %d, padding %d, dilation %d, output_padding %d, output_size %lld)", who,
+                     o->stride[i], o->padding[i], o->dilation[i], o->output_padding[i], (long long)o->output_size[i]);
       return false;
     }
     c->s[j] = o->stride[i] ? o->stride[i] : 1;
     c->p[j] = o->padding[i];
     c->d[j] = o->dilation[i] ? o->dilation[i] : 1;
     c->op[j] = o->output_padding[i];
-    if (!transpose && c->op[j]) {
-      core_set_error(LOOM_ERR_INVALID, "%s: output_padding is only for transposed convolutions", who);
+    c->size[j] = o->output_size[i];
+    if (!transpose && (c->op[j] || c->size[j])) {
+      core_set_error(LOOM_ERR_INVALID, "%s: output_padding and output_size are only for transposed convolutions", who);
       return false;
     }
-    if (c->op[j] >= c->s[j]) {
-      core_set_error(LOOM_ERR_INVALID, "%s: output_padding (%lld) must be smaller than stride (%lld)", who,
-                     (long long)c->op[j], (long long)c->s[j]);
+    if (c->op[j] >= c->s[j] && c->op[j] >= c->d[j]) {
+      core_set_error(LOOM_ERR_INVALID, "%s: output_padding (%lld) must be smaller than stride (%lld) or dilation "
+                     "(%lld)", who, (long long)c->op[j], (long long)c->s[j], (long long)c->d[j]);
       return false;
     }
     if (o->same_padding && c->s[j] != 1) {
@@ -90,9 +102,15 @@ static bool read_opts(const char *who, int dims, bool transpose, const loom_conv
     core_set_error(LOOM_ERR_INVALID, "%s: padding='same' is not supported for transposed convolutions", who);
     return false;
   }
-  if (o->padding_mode && strcmp(o->padding_mode, "zeros") != 0) {
-    core_set_error(LOOM_ERR_UNSUPPORTED, "%s: padding_mode '%s' is not supported (only 'zeros')", who,
-                   o->padding_mode);
+  c->mode = core_conv_padding_mode(o->padding_mode);
+  if (!c->mode) {
+    core_set_error(LOOM_ERR_INVALID, "%s: unknown padding_mode '%s' (expected zeros, reflect, replicate or circular)",
+                   who, o->padding_mode);
+    return false;
+  }
+  if (transpose && strcmp(c->mode, "zeros") != 0) {
+    core_set_error(LOOM_ERR_INVALID, "%s: only padding_mode 'zeros' is supported for transposed convolutions, got "
+                   "'%s'", who, c->mode);
     return false;
   }
   return true;
@@ -133,7 +151,14 @@ static bool check_tensors(const char *who, int dims, const loom_tensor *x, const
 static int64_t out_size(const char *who, bool transpose, int64_t in, int64_t k, const conv_params *c, int j) {
   int64_t span = c->d[j] * (k - 1) + 1;
   if (transpose) {
-    int64_t o = (in - 1) * c->s[j] - 2 * c->p[j] + span + c->op[j];
+    int64_t o = (in - 1) * c->s[j] - 2 * c->p[j] + span;
+    if (c->size[j] && (c->size[j] < o || c->size[j] >= o + c->s[j])) {
+      core_set_error(LOOM_ERR_INVALID, "%s: requested output_size %lld, but valid sizes for input size %lld range "
+                     "from %lld to %lld", who, (long long)c->size[j], (long long)in, (long long)o,
+                     (long long)(o + c->s[j] - 1));
+      return -1;
+    }
+    o = c->size[j] ? c->size[j] : o + c->op[j];
     if (o <= 0) core_set_error(LOOM_ERR_INVALID, "%s: output size %lld is too small (input %lld)", who, (long long)o,
                                (long long)in);
     return o > 0 ? o : -1;
@@ -160,6 +185,26 @@ static loom_tensor *pad_same(loom_tensor *x, const loom_tensor *w, conv_params *
     }
   }
   return x;
+}
+
+/* padding_mode reflect / replicate / circular: x padded by F.pad (padding on
+ * both sides; 'same' puts an odd extra at the end), then a conv without padding. */
+static loom_tensor *pad_mode(const char *who, loom_shape in, loom_tensor *x, const loom_tensor *w, conv_params *c) {
+  int64_t pad[4];
+  for (int j = 1, k = 0; j >= 0; j--, k += 2) { /* x [N, C, H, W]: W first */
+    int64_t total = c->same ? c->d[j] * (w->shape.d[2 + j] - 1) : 2 * c->p[j];
+    pad[k] = total / 2, pad[k + 1] = total - total / 2;
+    c->p[j] = 0;
+  }
+  c->same = false;
+  loom_tensor *y = loom_pad(x, pad, 4, c->mode, 0);
+  if (!y) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", loom_last_error());
+    core_set_error(loom_last_status(), "%s: padding_mode '%s' with input %s: %s", who, c->mode,
+                   loom_shape_str(in), msg);
+  }
+  return y;
 }
 
 static loom_tensor *conv_body(const char *who, int dims, bool transpose, const loom_tensor *x0,
@@ -193,14 +238,26 @@ static loom_tensor *conv_body(const char *who, int dims, bool transpose, const l
     core_set_error(LOOM_ERR_INVALID, "%s: expected bias [%lld], got %s", who, (long long)Cout, loom_shape_str(b->shape));
     return NULL;
   }
+  if (strcmp(c.mode, "zeros") != 0 && !(x = pad_mode(who, x0->shape, x, w, &c))) return NULL;
   if (c.same && !(x = pad_same(x, w, &c))) return NULL;
   int64_t Ho = out_size(who, transpose, x->shape.d[2], kh, &c, 0);
   int64_t Wo = Ho < 0 ? -1 : out_size(who, transpose, x->shape.d[3], kw, &c, 1);
   if (Wo < 0) return NULL;
+  /* output_padding >= stride (allowed below the dilation) makes a size no
+   * convolution maps onto x: run the unpadded transposed conv, whose size
+   * always fits, then crop the padding and zero-fill the rows past its end. */
+  int64_t crop[4] = {0, 0, 0, 0}, out[2] = {Ho, Wo};
+  if (transpose && (c.op[0] >= c.s[0] || c.op[1] >= c.s[1])) {
+    for (int j = 0; j < 2; j++) {
+      int64_t full = (x->shape.d[2 + j] - 1) * c.s[j] + c.d[j] * (w->shape.d[2 + j] - 1) + 1;
+      crop[2 - 2 * j] = -c.p[j], crop[3 - 2 * j] = out[j] - (full - c.p[j]); /* W pads first */
+      out[j] = full, c.p[j] = 0;
+    }
+  }
   core_attrs at;
   to_attrs(&c, &at);
-  loom_tensor *y = transpose ? launch(CORE_OP_conv2d_backward_input, &at, x, w, LOOM_SHAPE(N, Cout, Ho, Wo))
-                             : launch(CORE_OP_conv2d, &at, x, w, LOOM_SHAPE(N, Cout, Ho, Wo));
+  loom_shape ys = LOOM_SHAPE(N, Cout, out[0], out[1]);
+  loom_tensor *y = launch(transpose ? CORE_OP_conv2d_backward_input : CORE_OP_conv2d, &at, x, w, ys);
   if (!y) return NULL;
   const loom_tensor *ins[2] = {x, w};
   if (core_grad_needed(2, ins)) {
@@ -212,6 +269,7 @@ static loom_tensor *conv_body(const char *who, int dims, bool transpose, const l
       core_save(n, w);
     }
   }
+  if ((out[0] != Ho || out[1] != Wo) && !(y = loom_pad(y, crop, 4, NULL, 0))) return NULL;
   if (b) y = loom_add(y, loom_reshape(b, LOOM_SHAPE(1, Cout, 1, 1)));
   if (dims == 1) y = loom_squeeze(y, 2);
   if (unbatched) y = loom_squeeze(y, 0);
@@ -241,4 +299,9 @@ loom_tensor *loom_conv1d(const loom_tensor *x, const loom_tensor *weight, const 
 loom_tensor *loom_conv_transpose2d(const loom_tensor *x, const loom_tensor *weight, const loom_tensor *bias,
                                    const loom_conv_opts *opts) {
   return core_conv("conv_transpose2d", 2, true, x, weight, bias, opts);
+}
+
+loom_tensor *loom_conv_transpose1d(const loom_tensor *x, const loom_tensor *weight, const loom_tensor *bias,
+                                   const loom_conv_opts *opts) {
+  return core_conv("conv_transpose1d", 1, true, x, weight, bias, opts);
 }

@@ -17,6 +17,8 @@ loom_tensor *core_avg_pool(const char *who, int dims, const loom_tensor *x, cons
 loom_tensor *core_adaptive_pool(const char *who, int dims, bool is_max, const loom_tensor *x, const int64_t *out,
                                 loom_tensor **indices);
 
+/* The static name of a conv padding_mode (NULL = "zeros"), NULL when unknown. */
+const char *core_conv_padding_mode(const char *mode);
 /* Option checks alone (module constructors): true, or false + error. */
 bool core_conv_check_opts(const char *who, int dims, bool transpose, const loom_conv_opts *opts);
 bool core_pool_check_opts(const char *who, int dims, bool is_max, const int *k, const loom_pool_opts *opts);

@@ -1,4 +1,4 @@
-/* Conv and pooling modules: Conv1d, Conv2d, ConvTranspose2d, MaxPool1d/2d,
+/* Conv and pooling modules: Conv1d, Conv2d, ConvTranspose1d/2d, MaxPool1d/2d,
  * AvgPool1d/2d, AdaptiveAvgPool1d/2d, AdaptiveMaxPool1d/2d. Forward calls the op definitions of
  * src/core/conv.c and pool.c with the layer's type name, so errors read
  * "Conv2d: ...". State: a loom_conv_config with the defaults filled in. */
@@ -38,7 +38,7 @@ static loom_tensor *conv_forward(loom_module *m, loom_tensor *const *in, int n_i
   loom_tensor *w = loom_module_param(m, "weight");
   loom_tensor *b = c->conv.no_bias ? NULL : loom_module_param(m, "bias");
   if (!w || (!c->conv.no_bias && !b)) return NULL;
-  bool transpose = strcmp(loom_module_type(m), "ConvTranspose2d") == 0;
+  bool transpose = strncmp(loom_module_type(m), "ConvTranspose", 13) == 0;
   return core_conv(loom_module_type(m), c->dims, transpose, in[0], w, b, &c->conv);
 }
 
@@ -78,18 +78,20 @@ static const loom_module_kind conv1d_kind = {"Conv1d", conv_forward, NULL, conv_
 static const loom_module_kind conv2d_kind = {"Conv2d", conv_forward, NULL, conv_macs, conv_reset};
 static const loom_module_kind conv_transpose2d_kind = {"ConvTranspose2d", conv_forward, NULL, conv_transpose_macs,
                                                        conv_reset};
+static const loom_module_kind conv_transpose1d_kind = {"ConvTranspose1d", conv_forward, NULL, conv_transpose_macs,
+                                                       conv_reset};
 
 static loom_module *conv_build(const loom_module_kind *kind, int dims, int64_t in, int64_t out, const int *k,
                                const loom_conv_opts *o) {
   static const loom_conv_opts zero;
   const char *who = kind->type;
-  bool transpose = kind == &conv_transpose2d_kind;
+  bool transpose = kind == &conv_transpose2d_kind || kind == &conv_transpose1d_kind;
   if (!o) o = &zero;
   if (!core_conv_check_opts(who, dims, transpose, o)) return NULL;
   loom_conv_config c;
   memset(&c, 0, sizeof c);
   c.in_channels = in, c.out_channels = out, c.dims = dims, c.conv = *o;
-  c.conv.padding_mode = "zeros"; /* validated above; never keep the caller's pointer */
+  c.conv.padding_mode = core_conv_padding_mode(o->padding_mode); /* static: never keep the caller's pointer */
   c.kernel[0] = c.kernel[1] = 1;
   if (!c.conv.groups) c.conv.groups = 1;
   for (int i = 0; i < dims; i++) {
@@ -107,7 +109,7 @@ static loom_module *conv_build(const loom_module_kind *kind, int dims, int64_t i
   loom_module *m = new_module(kind, &c);
   if (!m) return NULL;
   loom_shape ws = dims == 2 ? LOOM_SHAPE(transpose ? in : out, (transpose ? out : in) / g, k[0], k[1])
-                            : LOOM_SHAPE(out, in / g, k[0]);
+                            : LOOM_SHAPE(transpose ? in : out, (transpose ? out : in) / g, k[0]);
   loom_scope_begin();
   bool ok = loom_module_add_parameter(m, "weight", loom_zeros(ws, LOOM_F32, loom_cpu())) != NULL;
   if (ok && !c.conv.no_bias)
@@ -135,6 +137,11 @@ loom_module *loom_nn_conv_transpose2d(int64_t in_channels, int64_t out_channels,
                                       const loom_conv_opts *opts) {
   int k[2] = {kernel_h, kernel_w};
   return conv_build(&conv_transpose2d_kind, 2, in_channels, out_channels, k, opts);
+}
+
+loom_module *loom_nn_conv_transpose1d(int64_t in_channels, int64_t out_channels, int kernel_size,
+                                      const loom_conv_opts *opts) {
+  return conv_build(&conv_transpose1d_kind, 1, in_channels, out_channels, &kernel_size, opts);
 }
 
 /* ---- pooling (no parameters; MACs 0: comparisons and sums, no multiplies) ---- */
