@@ -103,7 +103,7 @@ inline void FuzzCalls::add_index_reduce_ops() {
     say("index_select", x, d, idx);
     res(loom_index_select(x, d, idx));
   });
-  ops_.push_back([this] {  // gather / scatter_add: index fits x outside dim d (usually)
+  ops_.push_back([this] {  // gather / scatter_add / scatter: index fits x outside dim d (usually)
     bool scatter = chance(0.5);
     loom_tensor *x = pick();
     int d = dim(x), nd = x ? loom_ndim(x) : 0;
@@ -121,8 +121,9 @@ inline void FuzzCalls::add_index_reduce_ops() {
     for (int i = 0; i < s.ndim; i++) s.d[i] += irand(0, 1);  // src may be larger than the index
     loom_dtype dt = dtype_like(x, 0.85);
     loom_tensor *src = chance(0.9) ? fresh(dt, s) : pick();
-    say("scatter_add", x, d, idx, src);
-    res(loom_scatter_add(x, d, idx, src), kSameShape, x);
+    bool put = chance(0.4);
+    say(put ? "scatter" : "scatter_add", x, d, idx, src);
+    res(put ? loom_scatter(x, d, idx, src) : loom_scatter_add(x, d, idx, src), kSameShape, x);
   });
   ops_.push_back([this] {
     loom_shape s = small_shape(3);

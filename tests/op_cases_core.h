@@ -30,12 +30,16 @@ inline HT take(const HT &x, int dim, const HT &idx, bool gather) {
   });
 }
 
-inline HT scatter_add(const HT &x, int dim, const HT &idx, const HT &src) {
+// out = x; out[.., idx[i], ..] += src[i] (put: = src[i], the last one wins).
+// src may be larger than idx.
+inline HT scatter_add(const HT &x, int dim, const HT &idx, const HT &src, bool put = false) {
   HT out = x;
   for (int64_t i = 0; i < (int64_t)idx.v.size(); i++) {
     std::vector<int64_t> at = unravel(idx.s, i);
+    double v = src.v[(size_t)ravel(src.s, at)];
     at[(size_t)dim] = (int64_t)idx.v[(size_t)i];
-    out.v[(size_t)ravel(x.s, at)] += src.v[(size_t)i];
+    double &o = out.v[(size_t)ravel(x.s, at)];
+    o = put ? v : o + v;
   }
   return out;
 }
@@ -397,14 +401,20 @@ inline std::vector<OpCase> other_cases() {
 
   OpCase scatter;
   scatter.op = "scatter_add";
+  // scatter_add, then scatter (the same kernel, overwriting) with one source
+  // per written element, so that its gradient is defined; repeated indices
+  // are pinned by the PyTorch fixtures. A source larger than the index too.
   scatter.inputs = {data(LOOM_SHAPE(4, 5)), index(LOOM_SHAPE(3, 5), 4), data(LOOM_SHAPE(3, 5)),
-                    index(LOOM_SHAPE(4, 2), 5), data(LOOM_SHAPE(4, 2))};
+                    index(LOOM_SHAPE(4, 2), 5), data(LOOM_SHAPE(4, 2)), index(LOOM_SHAPE(1, 5), 4),
+                    data(LOOM_SHAPE(2, 5)), index(LOOM_SHAPE(4, 1), 5), data(LOOM_SHAPE(4, 2))};
   scatter.run = [](const Ctx &k) {
     const Tensors &in = k.in;
-    return Tensors{loom_scatter_add(in[0], 0, in[1], in[2]), loom_scatter_add(in[0], 1, in[3], in[4])};
+    return Tensors{loom_scatter_add(in[0], 0, in[1], in[2]), loom_scatter_add(in[0], 1, in[3], in[4]),
+                   loom_scatter(in[0], 0, in[5], in[6]), loom_scatter(in[0], 1, in[7], in[8])};
   };
   scatter.ref = [](HostIn in, loom_dtype) {
-    return Refs{scatter_add(in[0], 0, in[1], in[2]), scatter_add(in[0], 1, in[3], in[4])};
+    return Refs{scatter_add(in[0], 0, in[1], in[2]), scatter_add(in[0], 1, in[3], in[4]),
+                scatter_add(in[0], 0, in[5], in[6], true), scatter_add(in[0], 1, in[7], in[8], true)};
   };
   for (OpCase *c : {&isel, &gather, &scatter}) {
     c->differentiable = true;

@@ -68,6 +68,8 @@ TEST(Errors, NullInputsToEveryFamily) {
   EXPECT_FAILS(loom_index_select(x, 0, n), LOOM_ERR_INVALID, "index_select");
   EXPECT_FAILS(loom_gather(n, 0, idx), LOOM_ERR_INVALID, "gather");
   EXPECT_FAILS(loom_scatter_add(x, 0, idx, n), LOOM_ERR_INVALID, "scatter_add");
+  EXPECT_FAILS(loom_scatter(x, 0, idx, n), LOOM_ERR_INVALID, "scatter");
+  EXPECT_FAILS(loom_scatter(n, 0, idx, x), LOOM_ERR_INVALID, "scatter");
   EXPECT_FAILS(loom_one_hot(n, 3), LOOM_ERR_INVALID, "one_hot");
   // reductions
   EXPECT_FAILS(loom_sum(n, nullptr, 0, false), LOOM_ERR_INVALID, "sum");
@@ -206,6 +208,7 @@ TEST(Errors, DimsOutOfRange) {
     EXPECT_FAILS(loom_index_select(x, bad, i1), LOOM_ERR_INVALID, "index_select", "dim");
     EXPECT_FAILS(loom_gather(x, bad, i2), LOOM_ERR_INVALID, "gather", "dim");
     EXPECT_FAILS(loom_scatter_add(x, bad, i2, x), LOOM_ERR_INVALID, "scatter_add", "dim");
+    EXPECT_FAILS(loom_scatter(x, bad, i2, x), LOOM_ERR_INVALID, "scatter", "dim");
   }
   // unsqueeze and stack accept one more position: [-3, 2] for a 2-d tensor
   for (int bad : {3, -4}) {
@@ -236,6 +239,8 @@ TEST(Errors, IndicesOutOfRange) {
   EXPECT_FAILS(
       loom_scatter_add(x, 0, i64({0, 1, 2, 3}, LOOM_SHAPE(1, 4)), loom_ones(LOOM_SHAPE(1, 4), LOOM_F32, loom_cpu())),
       LOOM_ERR_INVALID, "scatter_add", "3");
+  EXPECT_FAILS(loom_scatter(x, 1, i64({0, 1, 4, 0}, LOOM_SHAPE(1, 4)), loom_ones(LOOM_SHAPE(1, 4), LOOM_F32, loom_cpu())),
+               LOOM_ERR_INVALID, "scatter", "4");
   EXPECT_FAILS(loom_select(x, 0, 3), LOOM_ERR_INVALID, "select", "3");
   EXPECT_FAILS(loom_select(x, 1, -5), LOOM_ERR_INVALID, "select", "-5");
   EXPECT_FAILS(loom_narrow(x, 1, 2, 3), LOOM_ERR_INVALID, "narrow");
@@ -265,6 +270,11 @@ TEST(Errors, WrongDtypes) {
   loom_tensor *idx = loom_zeros(LOOM_SHAPE(1, 4), LOOM_I64, loom_cpu());
   EXPECT_FAILS(loom_scatter_add(x, 0, idx, loom_ones(LOOM_SHAPE(1, 4), LOOM_F64, loom_cpu())), LOOM_ERR_INVALID,
                "scatter_add", "f32", "f64");
+  EXPECT_FAILS(loom_scatter(x, 0, idx, loom_ones(LOOM_SHAPE(1, 4), LOOM_F64, loom_cpu())), LOOM_ERR_INVALID, "scatter",
+               "f32", "f64");
+  EXPECT_FAILS(loom_scatter(x, 0, fi2, x), LOOM_ERR_INVALID, "scatter", "f32");
+  EXPECT_FAILS(loom_scatter(x, 0, loom_zeros(LOOM_SHAPE(4, 4), LOOM_I64, loom_cpu()), x), LOOM_ERR_INVALID, "scatter");
+  EXPECT_FAILS(loom_scatter(x, 0, idx, loom_ones(LOOM_SHAPE(1, 3), LOOM_F32, loom_cpu())), LOOM_ERR_INVALID, "scatter");
   EXPECT_FAILS(loom_where(loom_ones(LOOM_SHAPE(4), LOOM_F32, loom_cpu()), x, x), LOOM_ERR_INVALID, "where", "f32");
   EXPECT_FAILS(loom_masked_fill(x, loom_ones(LOOM_SHAPE(4), LOOM_I64, loom_cpu()), 0), LOOM_ERR_INVALID, "masked_fill",
                "i64");

@@ -1,7 +1,8 @@
 // The edge cases where Loom follows PyTorch's exact rule (tools/fixtures/gen_parity.py):
 // ties in max-like reductions, clamp at its bounds (scalar or tensor), maximum / minimum
 // with NaN, var / std with correction >= N,
-// addmm with beta = 0, kl_div at zero targets, the norm orders and F.pad in every mode. Each case runs on the
+// addmm with beta = 0, kl_div at zero targets, the norm orders, F.pad in every mode and scatter with
+// repeated indices. Each case runs on the
 // CPU and, when a GPU is visible, on CUDA, in f64; NaN and infinities must sit where
 // PyTorch puts them.
 #include "loom_test.h"
@@ -59,6 +60,15 @@ std::map<std::string, CaseFn> case_table() {
   auto kl = [](loom_reduction r) { return [=](const Ins &x) { return loom_kl_div(x[0], x[1], r, false); }; };
   auto pad = [](std::vector<int64_t> p, const char *mode, double value) {
     return [=](const Ins &x) { return loom_pad(x[0], p.data(), (int)p.size(), mode, value); };
+  };
+  auto scatter = [](int dim) {
+    return [=](const Ins &x) {  // CUDA keeps the last of repeated indices only when deterministic
+      bool det = loom_deterministic();
+      loom_set_deterministic(true);
+      loom_tensor *y = loom_scatter(x[0], dim, loom_to_dtype(x[1], LOOM_I64), x[2]);
+      loom_set_deterministic(det);
+      return y;
+    };
   };
   return {
       {"max_all_ties", [](const Ins &x) { return loom_max_all(x[0]); }},
@@ -133,6 +143,9 @@ std::map<std::string, CaseFn> case_table() {
       {"pad_circular1_crop", pad({-1, 3}, "circular", 0)},
       {"pad_circular2", pad({1, 2, 3, 0}, "circular", 0)},
       {"pad_circular3", pad({1, 0, 2, 1, 1, 1}, "circular", 0)},
+      {"scatter_d0_dup", scatter(0)},
+      {"scatter_d1", scatter(1)},
+      {"scatter_3d_neg_dim", scatter(-2)},
   };
 }
 

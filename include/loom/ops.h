@@ -72,6 +72,11 @@ loom_tensor *loom_index_select(const loom_tensor *x, int dim, const loom_tensor 
 loom_tensor *loom_gather(const loom_tensor *x, int dim, const loom_tensor *index);
 /* out = copy of x; out[index[i][j]][j] += src[i][j] for dim 0. */
 loom_tensor *loom_scatter_add(const loom_tensor *x, int dim, const loom_tensor *index, const loom_tensor *src);
+/* out = copy of x; out[index[i][j]][j] = src[i][j] for dim 0 (Tensor.scatter).
+ * Where index repeats, the last source wins (CPU; CUDA under
+ * loom_set_deterministic(true), else any one of them, as in PyTorch). Gradient:
+ * x's is zero where written, src's is the gather of the output's. */
+loom_tensor *loom_scatter(const loom_tensor *x, int dim, const loom_tensor *index, const loom_tensor *src);
 /* LOOM_I64 output of shape index.shape + [num_classes]; num_classes < 0 infers max+1. */
 loom_tensor *loom_one_hot(const loom_tensor *index, int64_t num_classes);
 

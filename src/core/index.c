@@ -1,4 +1,4 @@
-/* Indexing ops: index_select, gather, scatter_add, one_hot. */
+/* Indexing ops: index_select, gather, scatter_add, scatter, one_hot. */
 #include <math.h>
 #include <string.h>
 
@@ -152,9 +152,13 @@ loom_tensor *loom_gather(const loom_tensor *x, int dim, const loom_tensor *index
   return out;
 }
 
-/* ---- scatter_add ---- */
+/* ---- scatter_add and scatter (a.i[4] = 1: overwrite; the last source
+ * written to an element wins on the CPU and under deterministic CUDA) ---- */
+static loom_tensor *scatter_value(const loom_tensor *x, int dim, const loom_tensor *index, double value);
+
 static void scatter_add_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
-  if (core_needs(n, 0)) gin[0] = loom_clone(g);
+  if (core_needs(n, 0)) /* scatter: the overwritten elements get no gradient */
+    gin[0] = n->a.i[4] ? scatter_value(g, n->dims[0], n->saved[0], 0) : loom_clone(g);
   if (core_needs(n, 1)) {
     loom_tensor *gs = loom_gather(g, n->dims[0], n->saved[0]);
     /* src may be larger than index: pad the gradient with zeros */
@@ -168,34 +172,35 @@ static void scatter_add_bw(core_node *n, const loom_tensor *g, loom_tensor **gin
   }
 }
 
-loom_tensor *loom_scatter_add(const loom_tensor *x, int dim, const loom_tensor *index, const loom_tensor *src) {
-  if (!check_index_tensor("scatter_add", x, index)) return NULL;
+static loom_tensor *scatter_op(const char *who, bool overwrite, const loom_tensor *x, int dim, const loom_tensor *index,
+                               const loom_tensor *src) {
+  if (!check_index_tensor(who, x, index)) return NULL;
   if (!src) {
-    core_null_error("scatter_add: src is NULL");
+    core_null_error("%s: src is NULL", who);
     return NULL;
   }
-  if (!core_check_same_device("scatter_add", x, src)) return NULL;
+  if (!core_check_same_device(who, x, src)) return NULL;
   if (src->dtype != x->dtype) {
-    core_set_error(LOOM_ERR_INVALID, "scatter_add: src dtype %s does not match input dtype %s",
+    core_set_error(LOOM_ERR_INVALID, "%s: src dtype %s does not match input dtype %s", who,
                    loom_dtype_name(src->dtype), loom_dtype_name(x->dtype));
     return NULL;
   }
   if (x->shape.ndim == 0 || index->shape.ndim != x->shape.ndim) {
-    core_set_error(LOOM_ERR_INVALID, "scatter_add: index shape %s does not fit input shape %s",
+    core_set_error(LOOM_ERR_INVALID, "%s: index shape %s does not fit input shape %s", who,
                    loom_shape_str(index->shape), loom_shape_str(x->shape));
     return NULL;
   }
-  int d = core_norm_dim("scatter_add", x, dim, false);
-  if (d < 0 || !index_fits("scatter_add", index, x, d, "input") || !index_fits("scatter_add", index, src, -1, "src"))
+  int d = core_norm_dim(who, x, dim, false);
+  if (d < 0 || !index_fits(who, index, x, d, "input") || !index_fits(who, index, src, -1, "src"))
     return NULL;
   if (index->shape.d[d] > src->shape.d[d]) {
-    core_set_error(LOOM_ERR_INVALID, "scatter_add: index shape %s is larger than src shape %s in dim %d",
+    core_set_error(LOOM_ERR_INVALID, "%s: index shape %s is larger than src shape %s in dim %d", who,
                    loom_shape_str(index->shape), loom_shape_str(src->shape), d);
     return NULL;
   }
   loom_scope_begin();
   loom_tensor *out = NULL;
-  if (core_check_indices("scatter_add", index, x->shape.d[d]) == LOOM_OK) {
+  if (core_check_indices(who, index, x->shape.d[d]) == LOOM_OK) {
     loom_tensor *idx = loom_contiguous(loom_to_dtype(index, LOOM_I64));
     loom_no_grad_begin();
     loom_tensor *sc = loom_contiguous(narrow_to(src, index, -1));
@@ -206,19 +211,37 @@ loom_tensor *loom_scatter_add(const loom_tensor *x, int dim, const loom_tensor *
     loom_no_grad_end();
     int64_t O, I;
     osizes(index->shape, d, &O, &I);
-    core_kctx k = {CORE_OP_scatter_add, 2, 1, {sc, idx}, {work}, {{O, x->shape.d[d], I, index->shape.d[d]}, {0}}, NULL};
+    core_kctx k = {CORE_OP_scatter_add, 2, 1, {sc, idx}, {work},
+                   {{O, x->shape.d[d], I, index->shape.d[d], overwrite}, {0}}, NULL};
     if (!idx || !sc || !work || core_launch(&k) != LOOM_OK) out = NULL;
     if (out && work != out && loom_copy_(region, work) != LOOM_OK) out = NULL;
     const loom_tensor *ins[2] = {x, src};
     if (out && loom_dtype_is_float(x->dtype) && core_grad_needed(2, ins)) {
-      core_node *n = core_record("scatter_add", scatter_add_bw, out, 2, ins);
+      core_node *n = core_record(who, scatter_add_bw, out, 2, ins);
       core_save(n, idx);
-      if (n) n->dims[0] = d, n->n_dims = 1;
+      if (n) n->dims[0] = d, n->n_dims = 1, n->a.i[4] = overwrite;
     }
   }
   loom_keep(out);
   loom_scope_end();
   return out;
+}
+
+loom_tensor *loom_scatter_add(const loom_tensor *x, int dim, const loom_tensor *index, const loom_tensor *src) {
+  return scatter_op("scatter_add", false, x, dim, index, src);
+}
+
+loom_tensor *loom_scatter(const loom_tensor *x, int dim, const loom_tensor *index, const loom_tensor *src) {
+  return scatter_op("scatter", true, x, dim, index, src);
+}
+
+/* x with the elements index names along dim set to value. */
+static loom_tensor *scatter_value(const loom_tensor *x, int dim, const loom_tensor *index, double value) {
+  loom_scope_begin();
+  loom_tensor *v = loom_full(loom_shape_of(index), value, x->dtype, x->storage->device);
+  loom_tensor *y = loom_keep(v ? loom_scatter(x, dim, index, v) : NULL);
+  loom_scope_end();
+  return y;
 }
 
 /* ---- one_hot ---- */

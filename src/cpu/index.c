@@ -100,8 +100,9 @@ static loom_status gather_kernel(const core_kctx *k) {
   return LOOM_OK;
 }
 
-/* out[o, index[o, k, i], i] += src[o, k, i]. Work items are one o and up to
- * COLS columns, so no two threads touch the same element and k runs in order. */
+/* out[o, index[o, k, i], i] += src[o, k, i] (a.i[4] = 1: = src, the last k
+ * wins). Work items are one o and up to COLS columns, so no two threads touch
+ * the same element and k runs in order. */
 #define COLS 64
 #define SCATTER_ADD(d, SUM)                                                            \
   static loom_status scatter_add_##d(const core_kctx *k) {                             \
@@ -112,6 +113,7 @@ static loom_status gather_kernel(const core_kctx *k) {
     const CPU_T_##d *src = core_ptr(k->in[0]);                                         \
     const int64_t *idx = core_ptr(k->in[1]);                                           \
     int64_t nc = (I + COLS - 1) / COLS, items = O * nc, work = O * K * I;              \
+    const bool put = k->a.i[4] != 0;                                                   \
     _Pragma(PARALLEL_WORK)                                                             \
     for (int64_t it = 0; it < items; it++) {                                           \
       int64_t o = it / nc, i0 = it % nc * COLS, i1 = i0 + COLS < I ? i0 + COLS : I;    \
@@ -119,7 +121,7 @@ static loom_status gather_kernel(const core_kctx *k) {
         for (int64_t i = i0; i < i1; i++) {                                            \
           int64_t e = (o * K + kk) * I + i;                                            \
           CPU_T_##d *a = &out[(o * D + idx[e]) * I + i], b = src[e];                   \
-          *a = (CPU_T_##d)(SUM);                                                       \
+          *a = put ? b : (CPU_T_##d)(SUM);                                             \
         }                                                                              \
     }                                                                                  \
     return LOOM_OK;                                                                    \

@@ -80,7 +80,7 @@ template <int SIZE> loom_status gather_kernel(const core_kctx *k) {
   return CUDA_CHECK_LAUNCH("gather");
 }
 
-// ---- scatter_add: out[o, index[o, k, i], i] += src[o, k, i] ----
+// ---- scatter_add: out[o, index[o, k, i], i] += src[o, k, i]; scatter ----
 
 // f16 / bf16 accumulate in an f32 copy of out, rounded once at the end (as
 // on the CPU); the other dtypes accumulate in out itself.
@@ -133,6 +133,32 @@ template <loom_dtype DT> __global__ void __launch_bounds__(kThreads) narrow(type
   for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += step) dst[e] = dt<DT>::store(src[e]);
 }
 
+// scatter (a.i[4] = 1): out[o, index[o, k, i], i] = src[o, k, i]. One thread
+// per source element (a repeated index keeps any one source, as in PyTorch) or,
+// deterministic, one thread per column storing its K sources in order (the last wins).
+template <class S>
+__global__ void __launch_bounds__(kThreads) scatter_put_any(S *out, const S *src, const int64_t *idx, int64_t O,
+                                                            int64_t D, int64_t I, int64_t K) {
+  const int64_t n = O * K * I, step = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += step) {
+    const int64_t d = idx[e], i = e % I, o = e / (K * I);
+    if (d >= 0 && d < D) out[(o * D + d) * I + i] = src[e];
+  }
+}
+
+template <class S>
+__global__ void __launch_bounds__(kThreads) scatter_put_ordered(S *out, const S *src, const int64_t *idx, int64_t O,
+                                                                int64_t D, int64_t I, int64_t K) {
+  const int64_t n = O * I, step = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; c < n; c += step) {
+    const int64_t i = c % I, o = c / I;
+    for (int64_t kk = 0; kk < K; kk++) {
+      const int64_t e = (o * K + kk) * I + i, d = idx[e];
+      if (d >= 0 && d < D) out[(o * D + d) * I + i] = src[e];
+    }
+  }
+}
+
 template <loom_dtype DT> loom_status scatter_add_kernel(const core_kctx *k) {
   using S = typename dt<DT>::S;
   using A = acc_of<DT>;
@@ -147,6 +173,13 @@ template <loom_dtype DT> loom_status scatter_add_kernel(const core_kctx *k) {
   const S *ps = static_cast<const S *>(core_ptr(src));
   const int64_t *pi = static_cast<const int64_t *>(core_ptr(index));
   cudaStream_t stream = (cudaStream_t)k->stream;
+  if (k->a.i[4]) {
+    if (loom_deterministic())
+      scatter_put_ordered<S><<<grid_for(O * I, dev), kThreads, 0, stream>>>(po, ps, pi, O, D, I, K);
+    else
+      scatter_put_any<S><<<grid_for(O * K * I, dev), kThreads, 0, stream>>>(po, ps, pi, O, D, I, K);
+    return CUDA_CHECK_LAUNCH("scatter");
+  }
   A *acc;
   if constexpr (in_place) {
     acc = po;
