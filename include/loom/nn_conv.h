@@ -93,6 +93,19 @@ loom_tensor *loom_adaptive_avg_pool1d(const loom_tensor *x, int64_t out_l);
 loom_tensor *loom_adaptive_max_pool2d(const loom_tensor *x, int64_t out_h, int64_t out_w, loom_tensor **indices);
 loom_tensor *loom_adaptive_max_pool1d(const loom_tensor *x, int64_t out_l, loom_tensor **indices);
 
+/* Max unpooling (F.max_unpool2d / 1d), the inverse of max pooling: zeros of
+ * x's rank with x's values at the flat positions in each plane that indices
+ * (x's shape, as loom_max_pool2d returns them) names. Only the stride (0 = the
+ * kernel) and padding of opts apply. output_size (NULL for the default, else
+ * 2 sizes; 1-d: 1) gives the spatial size; the default is
+ * (in - 1) * stride - 2 * padding + kernel, and a given size must lie strictly
+ * within stride of it, as in PyTorch. An index outside the output plane is an
+ * error. The gradient of x is the gather of the output's at the indices. */
+loom_tensor *loom_max_unpool2d(const loom_tensor *x, const loom_tensor *indices, int kernel_h, int kernel_w,
+                               const loom_pool_opts *opts, const int64_t *output_size);
+loom_tensor *loom_max_unpool1d(const loom_tensor *x, const loom_tensor *indices, int kernel_size,
+                               const loom_pool_opts *opts, const int64_t *output_size);
+
 /* Modules "MaxPool2d", "MaxPool1d", "AvgPool2d", "AvgPool1d", "AdaptiveAvgPool2d",
  * "AdaptiveAvgPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool1d" (the 1-d
  * adaptive ones take out_l). */
@@ -104,6 +117,11 @@ loom_module *loom_nn_adaptive_avg_pool2d(int64_t out_h, int64_t out_w);
 loom_module *loom_nn_adaptive_avg_pool1d(int64_t out_l);
 loom_module *loom_nn_adaptive_max_pool2d(int64_t out_h, int64_t out_w);
 loom_module *loom_nn_adaptive_max_pool1d(int64_t out_l);
+/* Modules "MaxUnpool2d" and "MaxUnpool1d": forward takes {x, indices} or
+ * {x, indices, like}, where like's last 2 (1-d: 1) sizes are the output size
+ * (PyTorch's output_size=like.size()). */
+loom_module *loom_nn_max_unpool2d(int kernel_h, int kernel_w, const loom_pool_opts *opts);
+loom_module *loom_nn_max_unpool1d(int kernel_size, const loom_pool_opts *opts);
 
 /* The configuration of a conv or pooling module (loom_module_state(m)). */
 typedef struct loom_conv_config {

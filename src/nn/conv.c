@@ -1,5 +1,5 @@
 /* Conv and pooling modules: Conv1d, Conv2d, ConvTranspose1d/2d, MaxPool1d/2d,
- * AvgPool1d/2d, AdaptiveAvgPool1d/2d, AdaptiveMaxPool1d/2d. Forward calls the op definitions of
+ * AvgPool1d/2d, AdaptiveAvgPool1d/2d, AdaptiveMaxPool1d/2d, MaxUnpool1d/2d. Forward calls the op definitions of
  * src/core/conv.c and pool.c with the layer's type name, so errors read
  * "Conv2d: ...". State: a loom_conv_config with the defaults filled in. */
 #include <math.h>
@@ -214,6 +214,60 @@ loom_module *loom_nn_avg_pool2d(int kernel_h, int kernel_w, const loom_pool_opts
 
 loom_module *loom_nn_avg_pool1d(int kernel_size, const loom_pool_opts *opts) {
   return pool_build(&avg_pool1d_kind, 1, &kernel_size, opts);
+}
+
+/* ---- max unpooling: {x, indices} or {x, indices, like} ---- */
+
+static loom_tensor *unpool_forward(loom_module *m, loom_tensor *const *in, int n_in) {
+  const loom_conv_config *c = config_of(m);
+  const char *who = loom_module_type(m);
+  if (n_in != 2 && n_in != 3) {
+    core_set_error(LOOM_ERR_INVALID, "%s: forward takes 2 inputs (x, indices) or 3 (x, indices, a tensor of the "
+                   "output's size), got %d", who, n_in);
+    return NULL;
+  }
+  int64_t out[2];
+  if (n_in == 3) {
+    if (!in[2]) {
+      core_null_error("%s: the output-size tensor is NULL", who);
+      return NULL;
+    }
+    loom_shape ls = loom_shape_of(in[2]);
+    if (ls.ndim < c->dims) {
+      core_set_error(LOOM_ERR_INVALID, "%s: the output-size tensor %s has fewer than %d dims", who,
+                     loom_shape_str(ls), c->dims);
+      return NULL;
+    }
+    for (int i = 0; i < c->dims; i++) out[i] = ls.d[ls.ndim - c->dims + i];
+  }
+  return core_max_unpool(who, c->dims, in[0], in[1], pool_kernel(c), &c->pool, n_in == 3 ? out : NULL);
+}
+
+static const loom_module_kind max_unpool1d_kind = {"MaxUnpool1d", unpool_forward, NULL, NULL, NULL};
+static const loom_module_kind max_unpool2d_kind = {"MaxUnpool2d", unpool_forward, NULL, NULL, NULL};
+
+static loom_module *unpool_build(const loom_module_kind *kind, int dims, const int *k, const loom_pool_opts *o) {
+  static const loom_pool_opts zero;
+  if (!o) o = &zero;
+  if (!core_unpool_check_opts(kind->type, dims, k, o)) return NULL;
+  loom_conv_config c;
+  memset(&c, 0, sizeof c);
+  c.dims = dims, c.kernel[0] = c.kernel[1] = 1;
+  for (int i = 0; i < dims; i++) {
+    c.kernel[2 - dims + i] = k[i];
+    c.pool.stride[i] = o->stride[i] ? o->stride[i] : k[i];
+    c.pool.padding[i] = o->padding[i];
+  }
+  return new_module(kind, &c);
+}
+
+loom_module *loom_nn_max_unpool2d(int kernel_h, int kernel_w, const loom_pool_opts *opts) {
+  int k[2] = {kernel_h, kernel_w};
+  return unpool_build(&max_unpool2d_kind, 2, k, opts);
+}
+
+loom_module *loom_nn_max_unpool1d(int kernel_size, const loom_pool_opts *opts) {
+  return unpool_build(&max_unpool1d_kind, 1, &kernel_size, opts);
 }
 
 /* out[1] only for 1-d; -1 keeps the input's size. */
