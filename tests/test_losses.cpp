@@ -139,6 +139,11 @@ TEST(Losses, RegressionLossesMatchPyTorch) {
   check_case(fx, "smooth_l1_b0", param(loom_smooth_l1_loss, 0.0));
   check_case(fx, "huber", param(loom_huber_loss, 1.0));
   check_case(fx, "huber_d07", param(loom_huber_loss, 0.7));
+  // a target of another shape broadcasts (with PyTorch's warning on stderr)
+  check_case(fx, "mse_bcast", plain(loom_mse_loss));
+  check_case(fx, "l1_bcast_out", plain(loom_l1_loss));
+  check_case(fx, "smooth_l1_bcast", param(loom_smooth_l1_loss, 0.5));
+  check_case(fx, "huber_bcast", param(loom_huber_loss, 0.7));
 }
 
 TEST(Losses, BinaryCrossEntropyMatchesPyTorch) {
@@ -354,8 +359,10 @@ TEST(Losses, BadInput) {
   EXPECT_TRUE(fails_with(loom_nll_loss(x, T({5, 0}, LOOM_SHAPE(2), LOOM_I64), nullptr), "nll_loss"));
 
   loom_tensor *y = T({1, 2, 3}, LOOM_SHAPE(3));
-  EXPECT_TRUE(fails_with(loom_mse_loss(x, y, LOOM_REDUCTION_MEAN), "mse_loss: target shape [3] must match input shape [2, 3]"));
-  EXPECT_TRUE(fails_with(loom_l1_loss(x, loom_to_dtype(x, LOOM_F64), LOOM_REDUCTION_MEAN), "l1_loss"));
+  EXPECT_TRUE(fails_with(loom_mse_loss(x, T({1, 2}, LOOM_SHAPE(2)), LOOM_REDUCTION_MEAN),
+                         "mse_loss: target shape [2] does not broadcast with input shape [2, 3]"));
+  EXPECT_TRUE(fails_with(loom_l1_loss(x, loom_to_dtype(x, LOOM_I64), LOOM_REDUCTION_MEAN), "l1_loss: expected float"));
+  EXPECT_TRUE(fails_with(loom_bce_loss(x, y, nullptr, LOOM_REDUCTION_MEAN), "bce_loss: target shape [3] must match"));
   EXPECT_TRUE(fails_with(loom_mse_loss(x, x, LOOM_REDUCTION_BATCHMEAN), "mse_loss: reduction"));
   EXPECT_TRUE(fails_with(loom_smooth_l1_loss(x, x, -1, LOOM_REDUCTION_MEAN), "smooth_l1_loss: beta"));
   EXPECT_TRUE(fails_with(loom_huber_loss(x, x, 0, LOOM_REDUCTION_MEAN), "huber_loss: delta"));
@@ -380,4 +387,20 @@ TEST(Losses, NoLeaks) {
     EXPECT_EQ(loom_cross_entropy(x, T({9, 0}, LOOM_SHAPE(2), LOOM_I64), nullptr), nullptr);
   }
   EXPECT_EQ(loom_live_tensors(), before);
+}
+
+// Input and target of two float dtypes: the loss takes the promoted one, as in
+// PyTorch, and each gradient its input's dtype.
+TEST(Losses, RegressionLossesPromote) {
+  ScopeGuard scope;
+  loom_tensor *x = leaf(T({1, 2, 3, 4}, LOOM_SHAPE(2, 2))), *t = leaf(T({0.5, 2.5}, LOOM_SHAPE(2), LOOM_F64));
+  loom_tensor *l = loom_mse_loss(x, t, LOOM_REDUCTION_MEAN);
+  ASSERT_NE(l, nullptr) << loom_last_error();
+  EXPECT_EQ(loom_dtype_of(l), LOOM_F64);
+  EXPECT_DOUBLE_EQ(loom_item(l), (0.25 + 0.25 + 6.25 + 2.25) / 4);
+  ASSERT_EQ(loom_backward(l, nullptr, false), 0) << loom_last_error();
+  EXPECT_EQ(loom_dtype_of(loom_grad(x)), LOOM_F32);
+  EXPECT_EQ(loom_dtype_of(loom_grad(t)), LOOM_F64);
+  EXPECT_TRUE(loom_shape_equal(loom_shape_of(loom_grad(t)), LOOM_SHAPE(2)));
+  EXPECT_EQ(V(loom_grad(t)), (std::vector<double>{-(0.5 + 2.5) / 2, -(-0.5 + 1.5) / 2}));
 }

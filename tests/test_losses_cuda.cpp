@@ -99,6 +99,7 @@ TEST(LossesCuda, MatchesCpu) {
     cuda_vs_cpu("l1_loss", l1, y, z, dt, tol);
     cuda_vs_cpu("smooth_l1_loss", sl1, y, z, dt, tol);
     cuda_vs_cpu("huber_loss", hub, y, z, dt, tol);
+    cuda_vs_cpu("smooth_l1_loss broadcast target", sl1, y, loom_select(z, 0, 2), dt, tol);
     cuda_vs_cpu("bce_loss", bce, pr, q, dt, tol);
     cuda_vs_cpu("bce_with_logits", bcel, y, q, dt, tol);
     cuda_vs_cpu("kl_div", kl, lp, loom_softmax(z, 1), dt, tol);

@@ -72,7 +72,10 @@ loom_tensor *loom_cross_entropy_unfused(const loom_tensor *logits, const loom_te
 /* torch.nn.functional.nll_loss: log_probs [N, C, d1...] (or [C]), class-index target. */
 loom_tensor *loom_nll_loss(const loom_tensor *log_probs, const loom_tensor *target, const loom_nll_loss_opts *opts);
 
-/* Elementwise regression losses; target has input's shape and dtype. */
+/* Elementwise regression losses. As in PyTorch, input and target may have any
+ * two float dtypes (the loss takes the promoted one) and shapes that broadcast
+ * (the loss takes the broadcast shape; where they differ PyTorch's warning is
+ * printed to stderr, once per loss function). */
 loom_tensor *loom_mse_loss(const loom_tensor *input, const loom_tensor *target, loom_reduction reduction);
 loom_tensor *loom_l1_loss(const loom_tensor *input, const loom_tensor *target, loom_reduction reduction);
 /* 0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (beta >= 0; PyTorch's default 1.0; 0 = L1). */

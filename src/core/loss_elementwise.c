@@ -3,32 +3,64 @@
  * free. BCE records its own node to give PyTorch's gradient, which stays
  * finite where the input reaches exactly 0 or 1. */
 #include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
 
 #include "core/autocast.h"
 #include "core/loss_impl.h"
+
+/* How a loss pairs input and target: the same shape and dtype (BCE; KL also
+ * takes batchmean), or, for the regression losses as in PyTorch, any float
+ * dtypes (the loss takes the promoted one) and shapes that broadcast. */
+typedef enum { PAIR_SAME, PAIR_SAME_BATCHMEAN, PAIR_BROADCAST } pair_rule;
+
+/* PyTorch's regression-loss rule: float input and target that broadcast; where
+ * their shapes differ, PyTorch's warning on stderr, once per loss (*warned). */
+static bool check_broadcast_pair(const char *name, atomic_bool *warned, const loom_tensor *x, const loom_tensor *y) {
+  if (!loom_dtype_is_float(x->dtype) || !loom_dtype_is_float(y->dtype)) {
+    core_set_error(LOOM_ERR_INVALID, "%s: expected float input and target, got input %s and target %s", name,
+                   loom_dtype_name(x->dtype), loom_dtype_name(y->dtype));
+    return false;
+  }
+  if (!core_check_same_device(name, x, y)) return false;
+  if (loom_shape_equal(x->shape, y->shape)) return true;
+  loom_shape s;
+  if (!core_broadcast_shapes(name, x->shape, y->shape, &s)) {
+    core_set_error(LOOM_ERR_INVALID, "%s: target shape %s does not broadcast with input shape %s", name,
+                   loom_shape_str(y->shape), loom_shape_str(x->shape));
+    return false;
+  }
+  if (!atomic_exchange(warned, true))
+    fprintf(stderr, "loom: warning: %s: target size %s differs from input size %s; both are broadcast to %s, "
+            "which is likely a mistake (as PyTorch warns; shown once per loss)\n", name, loom_shape_str(y->shape),
+            loom_shape_str(x->shape), loom_shape_str(s));
+  return true;
+}
 
 /* NULL checks, autocast to f32, dtype / shape / device and reduction checks
  * of an (input, target) pair. Call inside a scope; on success *x and *y are
  * the tensors to compute with. */
 static bool prepare(const char *name, const loom_tensor **x, const loom_tensor **y, loom_reduction r,
-                    bool allow_batchmean) {
+                    pair_rule rule, atomic_bool *warned) {
   if (!*x || !*y) {
     core_null_error("%s: %s is NULL", name, *x ? "target" : "input");
     return false;
   }
-  if (!core_loss_check_reduction(name, r, allow_batchmean)) return false;
+  if (!core_loss_check_reduction(name, r, rule == PAIR_SAME_BATCHMEAN)) return false;
   *x = core_autocast_f32(*x);
   *y = core_autocast_f32(*y);
-  return *x && *y && core_loss_check_pair(name, *x, *y);
+  if (!*x || !*y) return false;
+  return rule == PAIR_BROADCAST ? check_broadcast_pair(name, warned, *x, *y) : core_loss_check_pair(name, *x, *y);
 }
 
 static int64_t batch_of(const loom_tensor *x) { return x->shape.ndim ? x->shape.d[0] : 1; }
 
 /* Runs the body (__VA_ARGS__: a statement that sets `l`, the unreduced loss) in a scope and reduces it. */
-#define LOSS_BODY(name, x, y, r, batchmean, ...)                       \
+#define LOSS_BODY(name, x, y, r, rule, ...)                            \
+  static atomic_bool warned_;                                           \
   loom_scope_begin();                                                   \
   loom_tensor *out = NULL;                                              \
-  if (prepare(name, &x, &y, r, batchmean)) {                            \
+  if (prepare(name, &x, &y, r, rule, &warned_)) {                       \
     loom_tensor *l = NULL;                                              \
     __VA_ARGS__;                                                        \
     out = l ? core_loss_reduce(l, r, batch_of(x)) : NULL;               \
@@ -38,14 +70,14 @@ static int64_t batch_of(const loom_tensor *x) { return x->shape.ndim ? x->shape.
   return out
 
 loom_tensor *loom_mse_loss(const loom_tensor *input, const loom_tensor *target, loom_reduction reduction) {
-  LOSS_BODY("mse_loss", input, target, reduction, false, {
+  LOSS_BODY("mse_loss", input, target, reduction, PAIR_BROADCAST, {
     loom_tensor *d = loom_sub(input, target);
     l = loom_mul(d, d);
   });
 }
 
 loom_tensor *loom_l1_loss(const loom_tensor *input, const loom_tensor *target, loom_reduction reduction) {
-  LOSS_BODY("l1_loss", input, target, reduction, false, l = loom_abs(loom_sub(input, target)));
+  LOSS_BODY("l1_loss", input, target, reduction, PAIR_BROADCAST, l = loom_abs(loom_sub(input, target)));
 }
 
 /* where(|d| < k, 0.5 d^2 * a, |d| * b - c): the quadratic middle and linear sides */
@@ -62,7 +94,7 @@ loom_tensor *loom_smooth_l1_loss(const loom_tensor *input, const loom_tensor *ta
     core_set_error(LOOM_ERR_INVALID, "smooth_l1_loss: beta must be >= 0, got %g", beta);
     return NULL;
   }
-  LOSS_BODY("smooth_l1_loss", input, target, reduction, false, {
+  LOSS_BODY("smooth_l1_loss", input, target, reduction, PAIR_BROADCAST, {
     loom_tensor *d = loom_sub(input, target);
     l = beta == 0 ? loom_abs(d) : piecewise(d, beta, 1 / beta, 1, 0.5 * beta);
   });
@@ -74,7 +106,7 @@ loom_tensor *loom_huber_loss(const loom_tensor *input, const loom_tensor *target
     core_set_error(LOOM_ERR_INVALID, "huber_loss: delta must be > 0, got %g", delta);
     return NULL;
   }
-  LOSS_BODY("huber_loss", input, target, reduction, false,
+  LOSS_BODY("huber_loss", input, target, reduction, PAIR_BROADCAST,
             l = piecewise(loom_sub(input, target), delta, 1, delta, 0.5 * delta * delta));
 }
 
@@ -101,7 +133,7 @@ static void bce_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
 
 loom_tensor *loom_bce_loss(const loom_tensor *input, const loom_tensor *target, const loom_tensor *weight,
                            loom_reduction reduction) {
-  LOSS_BODY("bce_loss", input, target, reduction, false, {
+  LOSS_BODY("bce_loss", input, target, reduction, PAIR_SAME, {
     const loom_tensor *w = weight ? core_autocast_f32(weight) : NULL;
     if (core_loss_check_broadcast("bce_loss", "weight", w, input)) {
       loom_no_grad_begin();
@@ -125,7 +157,7 @@ loom_tensor *loom_bce_loss(const loom_tensor *input, const loom_tensor *target, 
 loom_tensor *loom_bce_with_logits(const loom_tensor *input, const loom_tensor *target, const loom_tensor *weight,
                                   const loom_tensor *pos_weight, loom_reduction reduction) {
   const char *name = "bce_with_logits";
-  LOSS_BODY(name, input, target, reduction, false, {
+  LOSS_BODY(name, input, target, reduction, PAIR_SAME, {
     const loom_tensor *w = weight ? core_autocast_f32(weight) : NULL;
     const loom_tensor *pw = pos_weight ? core_autocast_f32(pos_weight) : NULL;
     if (core_loss_check_broadcast(name, "weight", w, input) &&
@@ -168,7 +200,7 @@ static loom_tensor *xlogx(const loom_tensor *t) {
 
 loom_tensor *loom_kl_div(const loom_tensor *input, const loom_tensor *target, loom_reduction reduction,
                          bool log_target) {
-  LOSS_BODY("kl_div", input, target, reduction, true, {
+  LOSS_BODY("kl_div", input, target, reduction, PAIR_SAME_BATCHMEAN, {
     if (log_target) l = loom_mul(loom_exp(target), loom_sub(target, input));
     else l = loom_sub(xlogx(target), loom_mul(target, input));
   });
