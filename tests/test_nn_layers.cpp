@@ -260,6 +260,61 @@ TEST(Embedding, Gradcheck) {
       [&](const std::vector<loom_tensor *> &in) { return loom_embedding(idx, in[0], LOOM_NO_PADDING_IDX); }, {w}));
 }
 
+// max_norm renormalises the rows it looks up in place (PyTorch's
+// embedding_renorm_), norm_type picks the norm, scale_grad_by_freq divides each
+// row's gradient by its index's count; functional form and module.
+TEST(Embedding, OptionsMatchPyTorch) {
+  Fixture fx("layers_embedding_opts");
+  ASSERT_TRUE(fx.ok());
+  struct Case {
+    const char *name;
+    loom_embedding_opts o;
+  };
+  const Case cases[] = {{"maxnorm", {false, 0, 1.2, 0, false}},
+                        {"maxnorm_p1", {false, 0, 2.0, 1.0, false}},
+                        {"freq_pad", {true, 4, 0, 0, true}},
+                        {"maxnorm_inf_freq", {false, 0, 1.0, INFINITY, true}}};
+  for (const Case &c : cases) {
+    SCOPED_TRACE(c.name);
+    ScopeGuard scope;
+    std::string k = c.name;
+    loom_tensor *w = leaf(loom_clone(fx["weight"]));
+    loom_tensor *y = loom_embedding_ex(fx["idx"], w, &c.o);
+    ASSERT_NE(y, nullptr) << err();
+    EXPECT_TRUE(close(y, fx[k + ".out"], 1e-14));
+    EXPECT_TRUE(close(w, fx[k + ".weight_after"], 1e-14)) << "the weight after the renormalisation";
+    backward_with(y, fx[k + ".w"]);
+    EXPECT_TRUE(close(loom_grad(w), fx[k + ".gweight"], 1e-14)) << "gradient";
+    // the module does the same to its own weight
+    Mod m(loom_nn_embedding(8, 4, &c.o));
+    ASSERT_NE(m.m, nullptr) << err();
+    ASSERT_EQ(loom_module_to_dtype(m.m, LOOM_F64), 0) << err();
+    loom_tensor *mw = loom_module_param(m.m, "weight");
+    ASSERT_EQ(loom_copy_(mw, fx["weight"]), 0);
+    loom_tensor *ym = loom_forward(m.m, fx["idx"]);
+    ASSERT_NE(ym, nullptr) << err();
+    EXPECT_TRUE(close(ym, fx[k + ".out"], 1e-14));
+    EXPECT_TRUE(close(mw, fx[k + ".weight_after"], 1e-14));
+    backward_with(ym, fx[k + ".w"]);
+    EXPECT_TRUE(close(loom_grad(mw), fx[k + ".gweight"], 1e-14));
+  }
+  ScopeGuard scope;
+  loom_embedding_opts bad{};
+  bad.max_norm = -1;
+  EXPECT_EQ(loom_nn_embedding(8, 4, &bad), nullptr);
+  EXPECT_NE(std::string(err()).find("Embedding: max_norm"), std::string::npos) << err();
+  EXPECT_EQ(loom_embedding_ex(fx["idx"], loom_clone(fx["weight"]), &bad), nullptr);
+  EXPECT_NE(std::string(err()).find("embedding: max_norm"), std::string::npos) << err();
+  bad.max_norm = 1, bad.norm_type = NAN;
+  EXPECT_EQ(loom_embedding_ex(fx["idx"], loom_clone(fx["weight"]), &bad), nullptr);
+  // a bad index leaves the weight untouched
+  loom_embedding_opts mn{};
+  mn.max_norm = 0.1;
+  loom_tensor *w = loom_clone(fx["weight"]);
+  EXPECT_EQ(loom_embedding_ex(T({0, 8}, LOOM_SHAPE(2), LOOM_I64), w, &mn), nullptr);
+  EXPECT_TRUE(close(w, fx["weight"], 0));
+}
+
 // ---- Dropout ----
 
 TEST(Dropout, StatisticsScaleAndSeed) {

@@ -126,6 +126,13 @@ TEST(LayersCuda, ModulesMatchCpu) {
   loom_embedding_opts o = {true, 2};
   Mod emb(loom_nn_embedding(10, 6, &o));
   expect_cuda_matches_cpu(emb.m, T({1, 2, 9, 2, 0, 5, 5, 3}, LOOM_SHAPE(2, 4), LOOM_I64), 1e-6, "Embedding");
+  // max_norm renormalises in place (once: a renormalised row stays within the
+  // bound, so the repeated forwards agree), scale_grad_by_freq
+  loom_embedding_opts mo{};
+  mo.max_norm = 1.5, mo.norm_type = 3, mo.scale_grad_by_freq = true;
+  Mod embn(loom_nn_embedding(10, 6, &mo));
+  expect_cuda_matches_cpu(embn.m, T({1, 2, 9, 2, 0, 5, 5, 5}, LOOM_SHAPE(2, 4), LOOM_I64), 1e-6,
+                          "Embedding max_norm scale_grad_by_freq");
 }
 
 TEST(LayersCuda, DropoutSameMaskAsCpu) {

@@ -54,6 +54,22 @@ loom_tensor *loom_dropout(const loom_tensor *x, double p, bool training);
  * none) names a row that receives no gradient. */
 loom_tensor *loom_embedding(const loom_tensor *indices, const loom_tensor *weight, int64_t padding_idx);
 
+/* Embedding(num_embeddings, embedding_dim, ...)'s options (all-zero: none;
+ * PyTorch's names). max_norm > 0: before the lookup, every row that indices
+ * name whose norm_type-norm (0 = 2) exceeds max_norm is scaled in place by
+ * max_norm / (norm + 1e-7), outside autograd, as PyTorch does.
+ * scale_grad_by_freq: each row's gradient is divided by how often its index
+ * occurs in indices. */
+typedef struct loom_embedding_opts {
+  bool has_padding_idx;
+  int64_t padding_idx;   /* negative counts from the end */
+  double max_norm;       /* 0 = none */
+  double norm_type;      /* 0 = 2 */
+  bool scale_grad_by_freq;
+} loom_embedding_opts;
+/* F.embedding with every option; weight is written when max_norm is set. */
+loom_tensor *loom_embedding_ex(const loom_tensor *indices, loom_tensor *weight, const loom_embedding_opts *opts);
+
 /* ---- modules ---- */
 
 /* Linear(in_features, out_features, bias=True): parameters "weight"
@@ -98,15 +114,15 @@ loom_module *loom_nn_log_softmax(int dim);
 typedef struct loom_dropout_config { double p; } loom_dropout_config;
 loom_module *loom_nn_dropout(double p);                  /* PyTorch default 0.5 */
 
-/* Embedding(num_embeddings, embedding_dim, padding_idx): "weight" [num, dim]
- * from N(0, 1) with the padding row zeroed. Options all-zero = no padding. */
-typedef struct loom_embedding_opts {
-  bool has_padding_idx;
-  int64_t padding_idx;   /* negative counts from the end */
-} loom_embedding_opts;
+/* Embedding(num_embeddings, embedding_dim, padding_idx, max_norm, norm_type,
+ * scale_grad_by_freq): "weight" [num, dim] from N(0, 1) with the padding row
+ * zeroed; options (loom_embedding_opts above) all-zero = none. */
 typedef struct loom_embedding_config {
   int64_t num_embeddings, embedding_dim;
   int64_t padding_idx;   /* normalised to [0, num), or LOOM_NO_PADDING_IDX */
+  double max_norm;       /* 0 = none */
+  double norm_type;      /* 2 unless set */
+  bool scale_grad_by_freq;
 } loom_embedding_config;
 loom_module *loom_nn_embedding(int64_t num_embeddings, int64_t embedding_dim, const loom_embedding_opts *opts);
 

@@ -143,7 +143,9 @@ static loom_tensor *embedding_forward(loom_module *m, loom_tensor *const *in, in
                    loom_shape_str(x->shape));
     return NULL;
   }
-  loom_tensor *y = loom_embedding(x, w, c->padding_idx);
+  loom_embedding_opts o = {c->padding_idx != LOOM_NO_PADDING_IDX, c->padding_idx, c->max_norm, c->norm_type,
+                           c->scale_grad_by_freq};
+  loom_tensor *y = loom_embedding_ex(x, w, &o);
   return y ? y : nn_layer_error(m);
 }
 
@@ -170,7 +172,16 @@ loom_module *loom_nn_embedding(int64_t num_embeddings, int64_t embedding_dim, co
                    (long long)num_embeddings, (long long)embedding_dim);
     return NULL;
   }
-  loom_embedding_config c = {num_embeddings, embedding_dim, LOOM_NO_PADDING_IDX};
+  loom_embedding_config c = {num_embeddings, embedding_dim, LOOM_NO_PADDING_IDX, 0, 2, false};
+  if (opts && (!(opts->max_norm >= 0) || isnan(opts->norm_type))) {
+    core_set_error(LOOM_ERR_INVALID, "Embedding: max_norm must be >= 0 (0 = none) and norm_type a number (0 = 2), "
+                   "got %g and %g", opts->max_norm, opts->norm_type);
+    return NULL;
+  }
+  if (opts) {
+    c.max_norm = opts->max_norm, c.scale_grad_by_freq = opts->scale_grad_by_freq;
+    if (opts->norm_type != 0) c.norm_type = opts->norm_type;
+  }
   if (opts && opts->has_padding_idx) {
     int64_t p = opts->padding_idx;
     if (p < -num_embeddings || p >= num_embeddings) {
