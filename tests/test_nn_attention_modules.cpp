@@ -185,7 +185,7 @@ TEST(TransformerEncoderLayer, MatchesPyTorchPostAndPreNorm) {
     bool pre = std::string(name) == "pre";
     loom_transformer_opts o = {};
     o.dim_feedforward = 16;
-    o.gelu = pre;
+    o.activation = pre ? "gelu" : nullptr;
     o.norm_first = pre;
     o.batch_first = true;
     loom_module *m = loom_nn_transformer_encoder_layer(8, 2, &o);

@@ -25,9 +25,10 @@ typedef struct loom_module loom_module;
  * may be combined with attn_mask. scale NAN = 1 / sqrt(E). dropout_p in
  * [0, 1) is applied to the attention weights whenever > 0 (as in PyTorch's
  * functional form: pass 0 in eval mode). Rows whose keys are all masked give
- * zeros. Differentiable w.r.t. q, k and v (the mask is a constant).
- * Without dropout it runs as one fused kernel (flash-attention style on CUDA,
- * head dims up to 128); otherwise through matmul and softmax. Inside an
+ * zeros. Differentiable w.r.t. q, k and v, and a float attn_mask that
+ * requires grad. Without dropout (and without a mask gradient) it runs as one
+ * fused kernel (flash-attention style on CUDA, head dims up to 128);
+ * otherwise through matmul and softmax. Inside an
  * autocast region q, k, v run in the region's low-precision dtype. */
 loom_tensor *loom_scaled_dot_product_attention(const loom_tensor *q, const loom_tensor *k, const loom_tensor *v,
                                                const loom_tensor *attn_mask, double dropout_p, bool is_causal,
@@ -55,6 +56,9 @@ typedef struct loom_mha_opts {
   bool no_bias;          /* bias=False: no in_proj_bias, no out_proj.bias */
   int64_t kdim, vdim;    /* 0 = embed_dim */
   bool batch_first;      /* inputs [N, L, E] instead of [L, N, E] */
+  bool add_bias_kv;      /* parameters bias_k, bias_v [1, 1, E] (xavier_normal):
+                            one more key and value, appended after the projections */
+  bool add_zero_attn;    /* one more key and value of zeros per head, appended last */
 } loom_mha_opts;
 typedef struct loom_mha_config {
   int64_t embed_dim, num_heads, num_kv_heads, head_dim, kdim, vdim;
@@ -62,6 +66,7 @@ typedef struct loom_mha_config {
   bool no_bias, batch_first;
   bool separate_proj;    /* q/k/v projections stored separately */
   bool grouped;          /* the grouped-query module (children q_proj, k_proj, v_proj) */
+  bool add_bias_kv, add_zero_attn;
 } loom_mha_config;
 loom_module *loom_nn_multihead_attention(int64_t embed_dim, int64_t num_heads, const loom_mha_opts *opts);
 /* Grouped-query attention: num_kv_heads key/value heads shared by
@@ -84,6 +89,20 @@ loom_tensor *loom_mha_forward(loom_module *m, const loom_tensor *query, const lo
 loom_tensor *loom_mha_forward_causal(loom_module *m, const loom_tensor *query, const loom_tensor *key,
                                      const loom_tensor *value, const loom_tensor *key_padding_mask,
                                      const loom_tensor *attn_mask, loom_tensor **weights);
+/* Every argument of nn.MultiheadAttention.forward (all-zero: no masks,
+ * head-averaged weights). per_head_weights is average_attn_weights=False:
+ * *weights gets [N, H, L, S] (unbatched [H, L, S]). The keys added by
+ * add_bias_kv / add_zero_attn are attended by every query (the masks are
+ * padded with zeros, and is_causal masks only the original keys); the weights
+ * include them (S + 1 or S + 2 columns). A float mask that requires grad gets
+ * its gradient. */
+typedef struct loom_mha_args {
+  const loom_tensor *key_padding_mask, *attn_mask;
+  bool is_causal;
+  bool per_head_weights;
+} loom_mha_args;
+loom_tensor *loom_mha_forward_ex(loom_module *m, const loom_tensor *query, const loom_tensor *key,
+                                 const loom_tensor *value, const loom_mha_args *args, loom_tensor **weights);
 
 /* Additive (Bahdanau) attention: score(q, k) = w_v^T tanh(W_q q + W_k k),
  * softmax over keys, context = weights @ values. Children W_q (Linear
@@ -111,21 +130,28 @@ typedef struct loom_positional_encoding_config {
 loom_module *loom_nn_positional_encoding(int64_t d_model, int64_t max_len, double dropout);
 
 /* TransformerEncoderLayer(d_model, nhead, dim_feedforward=2048, dropout=0.1,
- * activation relu|gelu, layer_norm_eps=1e-5, batch_first, norm_first).
- * Children self_attn (MultiheadAttention), linear1, linear2, norm1, norm2. */
+ * activation, layer_norm_eps=1e-5, batch_first, norm_first, bias).
+ * Children self_attn (MultiheadAttention), linear1, linear2, norm1, norm2.
+ * activation names one of the catalogue's activations: "relu" (NULL, the
+ * encoder's default), "gelu", "gelu_tanh" (GELU(approximate="tanh"), the
+ * decoder block's default), "silu", "tanh", "sigmoid", "elu" (alpha 1),
+ * "leaky_relu" (slope 0.01), "relu6". no_bias is bias=False: no bias in
+ * the attention, the two Linear layers and the LayerNorms. */
 typedef struct loom_transformer_opts {
   int64_t dim_feedforward;   /* 0 = 2048 (encoder) / 4 * d_model (decoder block) */
   double dropout;            /* 0 = 0.1; pass LOOM_NO_DROPOUT for none */
-  bool gelu;                 /* activation "gelu" instead of "relu" */
+  const char *activation;    /* NULL = the default above */
   double layer_norm_eps;     /* 0 = 1e-5 */
   bool batch_first;
   bool norm_first;
+  bool no_bias;
 } loom_transformer_opts;
 #define LOOM_NO_DROPOUT (-1.0)
 typedef struct loom_transformer_config {
   int64_t d_model, nhead, dim_feedforward;
   double dropout, layer_norm_eps;
-  bool gelu, batch_first, norm_first;
+  const char *activation;    /* a static name from the list above */
+  bool batch_first, norm_first, no_bias;
 } loom_transformer_config;
 loom_module *loom_nn_transformer_encoder_layer(int64_t d_model, int64_t nhead, const loom_transformer_opts *opts);
 /* src [N, L, E] (batch_first) or [L, N, E]; src_mask like attn_mask, src_key_padding_mask like key_padding_mask. */
@@ -140,8 +166,8 @@ loom_tensor *loom_encoder_forward(loom_module *m, const loom_tensor *src, const 
                                   const loom_tensor *src_key_padding_mask);
 /* Decoder-only (GPT-2 style) block: causal self-attention and an MLP.
  * Children ln_1 (LayerNorm), attn (MultiheadAttention, batch_first), ln_2,
- * mlp with mlp.c_fc (d -> dim_feedforward, default 4 d), GELU (tanh
- * approximation, as GPT-2; opts->gelu is not used) and mlp.c_proj. Pre-norm
+ * mlp with mlp.c_fc (d -> dim_feedforward, default 4 d), the activation
+ * (default "gelu_tanh", as GPT-2) and mlp.c_proj. Pre-norm
  * (GPT-2) when norm_first, post-norm otherwise. Input [N, L, d] (always
  * batch first). */
 loom_module *loom_nn_transformer_decoder_block(int64_t d_model, int64_t nhead, const loom_transformer_opts *opts);

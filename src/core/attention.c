@@ -241,7 +241,10 @@ loom_tensor *loom_scaled_dot_product_attention(const loom_tensor *q, const loom_
     if (isnan(scale)) scale = 1.0 / sqrt((double)(g.E > 0 ? g.E : 1));
     bool cuda_ok = ql->storage->device.type != LOOM_CUDA ||
                    (ql->dtype != LOOM_F64 && g.E <= SDPA_CUDA_MAX_DIM && g.Ev <= SDPA_CUDA_MAX_DIM);
-    if (dropout_p == 0 && cuda_ok && !fused_off)
+    /* the fused kernel treats the mask as a constant: a float mask that needs
+     * a gradient takes the composed path, which differentiates through it */
+    bool mask_grad = attn_mask && loom_dtype_is_float(attn_mask->dtype) && core_grad_needed(1, &attn_mask);
+    if (dropout_p == 0 && cuda_ok && !fused_off && !mask_grad)
       out = sdpa_fused(ql, kl, vl, attn_mask, is_causal, scale, &g);
     else
       out = sdpa_composed(ql, kl, vl, attn_mask, is_causal, scale, dropout_p, &g);

@@ -35,6 +35,26 @@ static void mha_reset(loom_module *m) {
     loom_init_zeros_(loom_module_param(m, "in_proj_bias"));
     loom_init_zeros_(loom_module_param(m, "out_proj.bias"));
   }
+  if (c->add_bias_kv) {
+    loom_init_xavier_normal_(loom_module_param(m, "bias_k"), 1.0);
+    loom_init_xavier_normal_(loom_module_param(m, "bias_v"), 1.0);
+  }
+}
+
+/* x [N, S, E] with the module's bias_k / bias_v ([1, 1, E]) appended as one more position. */
+static loom_tensor *append_bias(loom_module *m, const char *name, loom_tensor *x) {
+  loom_tensor *b = loom_module_param(m, name);
+  if (!x || !b) return NULL;
+  loom_tensor *parts[2] = {x, loom_expand(b, LOOM_SHAPE(x->shape.d[0], 1, x->shape.d[2]))};
+  return loom_cat(parts, 2, 1);
+}
+
+/* x [N, H, S, hd] with one more position of zeros. */
+static loom_tensor *append_zeros(loom_tensor *x) {
+  if (!x) return NULL;
+  loom_tensor *parts[2] = {x, loom_zeros(LOOM_SHAPE(x->shape.d[0], x->shape.d[1], 1, x->shape.d[3]), x->dtype,
+                                         x->storage->device)};
+  return loom_cat(parts, 2, 2);
 }
 
 /* The projection of x by part i (0 = q, 1 = k, 2 = v) of the module. */
@@ -91,7 +111,7 @@ static loom_tensor *merge_masks(const char *type, const loom_mha_config *c, cons
 
 static loom_tensor *mha_run(loom_module *m, const loom_tensor *query, const loom_tensor *key,
                             const loom_tensor *value, const loom_tensor *kpm, const loom_tensor *am, bool causal,
-                            loom_tensor **weights) {
+                            bool per_head, loom_tensor **weights) {
   if (weights) *weights = NULL;
   if (!m || !query || !key || !value) {
     core_null_error("MultiheadAttention: NULL module or input");
@@ -123,10 +143,27 @@ static loom_tensor *mha_run(loom_module *m, const loom_tensor *query, const loom
     core_set_error(LOOM_ERR_INVALID, "%s: query, key, value batch or key/value lengths differ: %s, %s, %s", type,
                    loom_shape_str(query->shape), loom_shape_str(key->shape), loom_shape_str(value->shape));
   loom_tensor *mask = bad ? NULL : merge_masks(type, c, kpm, am, N, L, S, query->dtype, &bad);
+  int64_t extra = c->add_bias_kv + c->add_zero_attn, S2 = S + c->add_bias_kv;
+  if (!bad && extra) { /* the added keys are attended: causal masks the original ones only, masks get zeros */
+    if (causal) {
+      loom_tensor *ii = loom_reshape(loom_arange(0, (double)L, 1, LOOM_I64, query->storage->device), LOOM_SHAPE(L, 1));
+      loom_tensor *jj = loom_arange(0, (double)S, 1, LOOM_I64, query->storage->device);
+      loom_tensor *cm = loom_masked_fill(loom_zeros(LOOM_SHAPE(L, S), query->dtype, query->storage->device),
+                                         loom_gt(jj, ii), -INFINITY);
+      mask = mask ? loom_add(mask, cm) : cm;
+      causal = false;
+    }
+    const int64_t pad[2] = {0, extra};
+    if (mask) mask = loom_pad(mask, pad, 2, NULL, 0);
+  }
   if (!bad) {
+    loom_tensor *kp = project(m, 1, b[1]), *vp = project(m, 2, b[2]);
+    if (c->add_bias_kv) kp = append_bias(m, "bias_k", kp), vp = append_bias(m, "bias_v", vp);
     loom_tensor *q = loom_transpose(loom_reshape(project(m, 0, b[0]), LOOM_SHAPE(N, L, H, hd)), 1, 2);
-    loom_tensor *k = loom_transpose(loom_reshape(project(m, 1, b[1]), LOOM_SHAPE(N, S, Hkv, hd)), 1, 2);
-    loom_tensor *v = loom_transpose(loom_reshape(project(m, 2, b[2]), LOOM_SHAPE(N, S, Hkv, hd)), 1, 2);
+    loom_tensor *k = loom_transpose(loom_reshape(kp, LOOM_SHAPE(N, S2, Hkv, hd)), 1, 2);
+    loom_tensor *v = loom_transpose(loom_reshape(vp, LOOM_SHAPE(N, S2, Hkv, hd)), 1, 2);
+    if (c->add_zero_attn) k = append_zeros(k), v = append_zeros(v), S2++;
+    S = S2;
     double p = loom_module_training(m) ? c->dropout : 0;
     loom_tensor *o;
     if (weights) { /* explicit softmax: the weights are wanted */
@@ -144,7 +181,7 @@ static loom_tensor *mha_run(loom_module *m, const loom_tensor *query, const loom
       loom_tensor *w = loom_dropout(loom_softmax(s, -1), p, p > 0);
       o = loom_matmul(w, v);
       static const int heads[] = {1};
-      *weights = loom_mean(w, heads, 1, false);
+      *weights = per_head ? w : loom_mean(w, heads, 1, false);
       if (nd == 2) *weights = loom_squeeze(*weights, 0);
     } else {
       o = loom_scaled_dot_product_attention(q, k, v, mask, p, causal, NAN);
@@ -165,13 +202,21 @@ static loom_tensor *mha_run(loom_module *m, const loom_tensor *query, const loom
 loom_tensor *loom_mha_forward(loom_module *m, const loom_tensor *query, const loom_tensor *key,
                               const loom_tensor *value, const loom_tensor *key_padding_mask,
                               const loom_tensor *attn_mask, loom_tensor **weights) {
-  return mha_run(m, query, key, value, key_padding_mask, attn_mask, false, weights);
+  return mha_run(m, query, key, value, key_padding_mask, attn_mask, false, false, weights);
 }
 
 loom_tensor *loom_mha_forward_causal(loom_module *m, const loom_tensor *query, const loom_tensor *key,
                                      const loom_tensor *value, const loom_tensor *key_padding_mask,
                                      const loom_tensor *attn_mask, loom_tensor **weights) {
-  return mha_run(m, query, key, value, key_padding_mask, attn_mask, true, weights);
+  return mha_run(m, query, key, value, key_padding_mask, attn_mask, true, false, weights);
+}
+
+loom_tensor *loom_mha_forward_ex(loom_module *m, const loom_tensor *query, const loom_tensor *key,
+                                 const loom_tensor *value, const loom_mha_args *args, loom_tensor **weights) {
+  static const loom_mha_args none;
+  if (!args) args = &none;
+  return mha_run(m, query, key, value, args->key_padding_mask, args->attn_mask, args->is_causal,
+                 args->per_head_weights, weights);
 }
 
 static loom_tensor *mha_forward(loom_module *m, loom_tensor *const *in, int n_in) {
@@ -180,7 +225,7 @@ static loom_tensor *mha_forward(loom_module *m, loom_tensor *const *in, int n_in
                    loom_module_type(m), n_in);
     return NULL;
   }
-  return mha_run(m, in[0], in[n_in == 3], in[n_in == 3 ? 2 : 0], NULL, NULL, false, NULL);
+  return mha_run(m, in[0], in[n_in == 3], in[n_in == 3 ? 2 : 0], NULL, NULL, false, false, NULL);
 }
 
 /* Projections (rows * in * out each) and the two attention products. */
@@ -190,7 +235,8 @@ static int64_t mha_macs(const loom_module *m, loom_tensor *const *in, int n_in, 
   if (n_in < 1) return 0;
   const loom_tensor *q = in[0], *k = in[n_in == 3 ? 1 : 0];
   int64_t nq = loom_numel(q) / c->embed_dim, nk = loom_numel(k) / c->kdim;
-  int64_t S = k->shape.ndim >= 2 ? k->shape.d[c->batch_first && k->shape.ndim == 3 ? 1 : 0] : 1;
+  int64_t S = (k->shape.ndim >= 2 ? k->shape.d[c->batch_first && k->shape.ndim == 3 ? 1 : 0] : 1) + c->add_bias_kv +
+              c->add_zero_attn;
   int64_t kvw = c->num_kv_heads * c->head_dim;
   return nq * c->embed_dim * c->embed_dim * 2 + nk * (c->kdim + c->vdim) * kvw + 2 * nq * S * c->embed_dim;
 }
@@ -211,8 +257,12 @@ static loom_module *mha_build(const char *type, int64_t E, int64_t H, int64_t Hk
                    type, (long long)E, (long long)H, (long long)Hkv, o->dropout);
     return NULL;
   }
+  if (grouped && (o->add_bias_kv || o->add_zero_attn)) {
+    core_set_error(LOOM_ERR_INVALID, "%s: add_bias_kv and add_zero_attn are options of MultiheadAttention only", type);
+    return NULL;
+  }
   loom_mha_config c = {E, H, Hkv, E / H, o->kdim ? o->kdim : E, o->vdim ? o->vdim : E, o->dropout, o->no_bias,
-                       o->batch_first, false, grouped};
+                       o->batch_first, false, grouped, o->add_bias_kv, o->add_zero_attn};
   c.separate_proj = !grouped && (c.kdim != E || c.vdim != E);
   loom_module *m = loom_module_new(grouped ? &gqa_kind : &mha_kind, dup_state(&c, sizeof c));
   if (!m) return NULL;
@@ -232,6 +282,9 @@ static loom_module *mha_build(const char *type, int64_t E, int64_t H, int64_t Hk
   }
   if (ok && !grouped && !c.no_bias)
     ok = loom_module_add_parameter(m, "in_proj_bias", loom_zeros(LOOM_SHAPE(3 * E), LOOM_F32, loom_cpu())) != NULL;
+  if (ok && c.add_bias_kv)
+    ok = loom_module_add_parameter(m, "bias_k", loom_zeros(LOOM_SHAPE(1, 1, E), LOOM_F32, loom_cpu())) &&
+         loom_module_add_parameter(m, "bias_v", loom_zeros(LOOM_SHAPE(1, 1, E), LOOM_F32, loom_cpu()));
   if (ok) ok = !loom_module_add(m, "out_proj", loom_nn_linear(E, E, &lo));
   loom_scope_end();
   if (ok) mha_reset(m);

@@ -16,14 +16,43 @@ static loom_module *finish(loom_module *m, bool ok) {
   return m;
 }
 
+/* The activations a block may use, by name (the config keeps these pointers). */
+static const char *const kActivations[] = {"relu",    "gelu", "gelu_tanh",  "silu", "tanh",
+                                           "sigmoid", "elu",  "leaky_relu", "relu6"};
+enum { N_ACTIVATIONS = sizeof kActivations / sizeof kActivations[0] };
+
+static const char *activation_name(const char *type, const char *name) {
+  for (int i = 0; i < N_ACTIVATIONS; i++)
+    if (strcmp(name, kActivations[i]) == 0) return kActivations[i];
+  core_set_error(LOOM_ERR_INVALID, "%s: unknown activation \"%s\" (expected relu, gelu, gelu_tanh, silu, tanh, "
+                 "sigmoid, elu, leaky_relu or relu6)", type, name);
+  return NULL;
+}
+
+/* The named activation with PyTorch's default arguments. */
+static loom_tensor *activate(const char *name, const loom_tensor *x) {
+  if (strcmp(name, "relu") == 0) return loom_relu(x);
+  if (strcmp(name, "gelu") == 0) return loom_gelu(x, false);
+  if (strcmp(name, "gelu_tanh") == 0) return loom_gelu(x, true);
+  if (strcmp(name, "silu") == 0) return loom_silu(x);
+  if (strcmp(name, "tanh") == 0) return loom_tanh(x);
+  if (strcmp(name, "sigmoid") == 0) return loom_sigmoid(x);
+  if (strcmp(name, "elu") == 0) return loom_elu(x, 1.0);
+  if (strcmp(name, "leaky_relu") == 0) return loom_leaky_relu(x, 0.01);
+  return loom_clamp(x, 0, 6); /* relu6 */
+}
+
 /* Options with PyTorch's defaults filled in; false + error when invalid. */
 static bool resolve(const char *type, int64_t d, int64_t h, const loom_transformer_opts *o, int64_t ff_default,
-                    loom_transformer_config *c) {
+                    const char *act_default, loom_transformer_config *c) {
   loom_transformer_opts z = {0};
   if (!o) o = &z;
+  const char *act = activation_name(type, o->activation ? o->activation : act_default);
+  if (!act) return false;
   *c = (loom_transformer_config){d, h, o->dim_feedforward ? o->dim_feedforward : ff_default,
                                  o->dropout == 0 ? 0.1 : o->dropout == LOOM_NO_DROPOUT ? 0 : o->dropout,
-                                 o->layer_norm_eps ? o->layer_norm_eps : 1e-5, o->gelu, o->batch_first, o->norm_first};
+                                 o->layer_norm_eps ? o->layer_norm_eps : 1e-5, act, o->batch_first, o->norm_first,
+                                 o->no_bias};
   if (d <= 0 || h <= 0 || d % h || c->dim_feedforward <= 0 || !(c->dropout >= 0 && c->dropout < 1) ||
       !(c->layer_norm_eps > 0)) {
     core_set_error(LOOM_ERR_INVALID,
@@ -45,9 +74,14 @@ static loom_module *new_with(const loom_module_kind *kind, const loom_transforme
   return loom_module_new(kind, s);
 }
 
-static loom_module *layer_norm(int64_t d, double eps) {
-  loom_layer_norm_options o = {eps, false, false};
+static loom_module *layer_norm(int64_t d, const loom_transformer_config *c) {
+  loom_layer_norm_options o = {c->layer_norm_eps, false, c->no_bias};
   return loom_nn_layer_norm(&d, 1, &o);
+}
+
+static loom_module *linear(int64_t in, int64_t out, const loom_transformer_config *c) {
+  loom_linear_opts o = {c->no_bias};
+  return loom_nn_linear(in, out, &o);
 }
 
 static loom_tensor *drop(loom_module *m, const loom_tensor *x, double p) {
@@ -78,7 +112,7 @@ loom_tensor *loom_encoder_layer_forward(loom_module *m, const loom_tensor *src, 
   x = c->norm_first ? loom_add(x, h) : loom_forward(n1, loom_add(x, h));
   h = c->norm_first ? loom_forward(n2, x) : x;
   h = loom_forward(l1, h);
-  h = c->gelu ? loom_gelu(h, false) : loom_relu(h);
+  h = activate(c->activation, h);
   h = drop(m, loom_forward(l2, drop(m, h, c->dropout)), c->dropout);
   x = c->norm_first ? loom_add(x, h) : loom_forward(n2, loom_add(x, h));
   loom_keep(x);
@@ -95,18 +129,18 @@ static const loom_module_kind encoder_layer_kind = {"TransformerEncoderLayer", e
 static loom_module *build_encoder_layer(const loom_transformer_config *c) {
   loom_module *m = new_with(&encoder_layer_kind, c);
   if (!m) return NULL;
-  loom_mha_opts mo = {c->dropout, false, 0, 0, c->batch_first};
+  loom_mha_opts mo = {.dropout = c->dropout, .no_bias = c->no_bias, .batch_first = c->batch_first};
   bool ok = !loom_module_add(m, "self_attn", loom_nn_multihead_attention(c->d_model, c->nhead, &mo)) &&
-            !loom_module_add(m, "linear1", loom_nn_linear(c->d_model, c->dim_feedforward, NULL)) &&
-            !loom_module_add(m, "linear2", loom_nn_linear(c->dim_feedforward, c->d_model, NULL)) &&
-            !loom_module_add(m, "norm1", layer_norm(c->d_model, c->layer_norm_eps)) &&
-            !loom_module_add(m, "norm2", layer_norm(c->d_model, c->layer_norm_eps));
+            !loom_module_add(m, "linear1", linear(c->d_model, c->dim_feedforward, c)) &&
+            !loom_module_add(m, "linear2", linear(c->dim_feedforward, c->d_model, c)) &&
+            !loom_module_add(m, "norm1", layer_norm(c->d_model, c)) &&
+            !loom_module_add(m, "norm2", layer_norm(c->d_model, c));
   return finish(m, ok);
 }
 
 loom_module *loom_nn_transformer_encoder_layer(int64_t d_model, int64_t nhead, const loom_transformer_opts *opts) {
   loom_transformer_config c;
-  if (!resolve("TransformerEncoderLayer", d_model, nhead, opts, 2048, &c)) return NULL;
+  if (!resolve("TransformerEncoderLayer", d_model, nhead, opts, 2048, "relu", &c)) return NULL;
   return build_encoder_layer(&c);
 }
 
@@ -145,7 +179,7 @@ static const loom_module_kind encoder_kind = {"TransformerEncoder", encoder_fwd,
 loom_module *loom_nn_transformer_encoder(int64_t d_model, int64_t nhead, int num_layers, bool final_norm,
                                          const loom_transformer_opts *opts) {
   loom_transformer_config c;
-  if (!resolve("TransformerEncoder", d_model, nhead, opts, 2048, &c)) return NULL;
+  if (!resolve("TransformerEncoder", d_model, nhead, opts, 2048, "relu", &c)) return NULL;
   if (num_layers < 1) {
     core_set_error(LOOM_ERR_INVALID, "TransformerEncoder: expected num_layers >= 1, got %d", num_layers);
     return NULL;
@@ -156,16 +190,18 @@ loom_module *loom_nn_transformer_encoder(int64_t d_model, int64_t nhead, int num
   bool ok = list != NULL;
   for (int i = 0; ok && i < num_layers; i++) ok = !loom_module_append(list, build_encoder_layer(&c));
   ok = !loom_module_add(m, "layers", ok ? list : (loom_module_free(list), (loom_module *)NULL)) && ok;
-  if (ok && final_norm) ok = !loom_module_add(m, "norm", layer_norm(d_model, c.layer_norm_eps));
+  if (ok && final_norm) ok = !loom_module_add(m, "norm", layer_norm(d_model, &c));
   return finish(m, ok);
 }
 
 /* ---- decoder-only block ---- */
 
+/* The block's MLP: c_fc, the activation, c_proj (state: the block's config). */
 static loom_tensor *mlp_fwd(loom_module *m, loom_tensor *const *in, int n_in) {
   (void)n_in;
+  const loom_transformer_config *c = loom_module_state(m);
   loom_scope_begin();
-  loom_tensor *h = loom_gelu(loom_forward(loom_module_child(m, "c_fc"), in[0]), true);
+  loom_tensor *h = activate(c->activation, loom_forward(loom_module_child(m, "c_fc"), in[0]));
   loom_tensor *out = loom_keep(loom_forward(loom_module_child(m, "c_proj"), h));
   loom_scope_end();
   return out;
@@ -205,17 +241,17 @@ static const loom_module_kind decoder_kind = {"TransformerDecoderBlock", decoder
 
 loom_module *loom_nn_transformer_decoder_block(int64_t d_model, int64_t nhead, const loom_transformer_opts *opts) {
   loom_transformer_config c;
-  if (!resolve("TransformerDecoderBlock", d_model, nhead, opts, 4 * d_model, &c)) return NULL;
+  if (!resolve("TransformerDecoderBlock", d_model, nhead, opts, 4 * d_model, "gelu_tanh", &c)) return NULL;
   c.batch_first = true;
   loom_module *m = new_with(&decoder_kind, &c);
   if (!m) return NULL;
-  loom_mha_opts mo = {c.dropout, false, 0, 0, true};
-  loom_module *mlp = loom_module_new(&mlp_kind, NULL);
-  bool ok = mlp && !loom_module_add(mlp, "c_fc", loom_nn_linear(d_model, c.dim_feedforward, NULL)) &&
-            !loom_module_add(mlp, "c_proj", loom_nn_linear(c.dim_feedforward, d_model, NULL));
-  ok = !loom_module_add(m, "ln_1", layer_norm(d_model, c.layer_norm_eps)) && ok;
+  loom_mha_opts mo = {.dropout = c.dropout, .no_bias = c.no_bias, .batch_first = true};
+  loom_module *mlp = new_with(&mlp_kind, &c);
+  bool ok = mlp && !loom_module_add(mlp, "c_fc", linear(d_model, c.dim_feedforward, &c)) &&
+            !loom_module_add(mlp, "c_proj", linear(c.dim_feedforward, d_model, &c));
+  ok = !loom_module_add(m, "ln_1", layer_norm(d_model, &c)) && ok;
   ok = ok && !loom_module_add(m, "attn", loom_nn_multihead_attention(d_model, nhead, &mo));
-  ok = ok && !loom_module_add(m, "ln_2", layer_norm(d_model, c.layer_norm_eps));
+  ok = ok && !loom_module_add(m, "ln_2", layer_norm(d_model, &c));
   ok = ok ? !loom_module_add(m, "mlp", mlp) : (loom_module_free(mlp), false);
   return finish(m, ok);
 }
