@@ -246,3 +246,31 @@ TEST(NormModules, NamesBuffersAndConfig) {
   EXPECT_EQ(loom_size(loom_module_param(m, "bias"), 0), 4);
   loom_module_free(m);
 }
+
+TEST(Norm3d, BatchNorm3dAndInstanceNorm3dMatchPyTorch) {
+  ScopeGuard scope;
+  Fixture fx("norm_3d");
+  ASSERT_TRUE(fx.ok());
+  loom_module *bn = f64(loom_nn_batch_norm3d(2, nullptr), fx, "bn3.");
+  EXPECT_STREQ(loom_module_type(bn), "BatchNorm3d");
+  check_step(bn, fx, fx["x"], "bn3.");
+  EXPECT_TRUE(close(loom_module_buffer(bn, "running_mean"), fx["bn3.running_mean"], kTol));
+  EXPECT_TRUE(close(loom_module_buffer(bn, "running_var"), fx["bn3.running_var"], kTol));
+  EXPECT_TRUE(close(eval_out(bn, fx["xe"]), fx["bn3.eval.y"], kTol));
+  EXPECT_EQ(loom_forward(bn, loom_select(fx["x"], 0, 0)), nullptr);  // no unbatched BatchNorm3d, as in PyTorch
+  EXPECT_NE(std::string(loom_last_error()).find("BatchNorm3d: expected input [N, C, D, H, W]"), std::string::npos)
+      << loom_last_error();
+  loom_module_free(bn);
+  loom_instance_norm_options io{};
+  io.affine = true;
+  loom_module *in = f64(loom_nn_instance_norm3d(2, &io), fx, "in3.");
+  EXPECT_STREQ(loom_module_type(in), "InstanceNorm3d");
+  check_step(in, fx, fx["x"], "in3.");
+  loom_tensor *u = loom_forward(in, loom_select(fx["x"], 0, 1));
+  ASSERT_NE(u, nullptr) << loom_last_error();
+  EXPECT_TRUE(close(u, fx["in3.unbatched.y"], kTol));
+  EXPECT_EQ(loom_forward(in, loom_randn(LOOM_SHAPE(2, 4, 4), LOOM_F64, loom_cpu())), nullptr);
+  EXPECT_NE(std::string(loom_last_error()).find("[N, C, D, H, W] or [C, D, H, W]"), std::string::npos)
+      << loom_last_error();
+  loom_module_free(in);
+}

@@ -3,7 +3,8 @@
  * Tensors are NCHW ([N, C, H, W]; 1-d forms [N, C, L]); an unbatched input
  * ([C, H, W] / [C, L]) gives an unbatched output, as in PyTorch. Options
  * structs are all-zero for PyTorch's defaults and NULL means all-zero. 2-d
- * options are {h, w} pairs; the 1-d forms read element [0] only. */
+ * options are {h, w} pairs; the 1-d forms read element [0] only; Conv3d has
+ * its own options with {d, h, w} triples. */
 #ifndef LOOM_NN_CONV_H
 #define LOOM_NN_CONV_H
 
@@ -59,6 +60,33 @@ loom_module *loom_nn_conv_transpose2d(int64_t in_channels, int64_t out_channels,
                                       const loom_conv_opts *opts);
 loom_module *loom_nn_conv_transpose1d(int64_t in_channels, int64_t out_channels, int kernel_size,
                                       const loom_conv_opts *opts);
+
+/* ---- 3-d convolution ---- */
+/* Conv3d's options, {d, h, w} triples; the same meanings as loom_conv_opts. */
+typedef struct loom_conv3d_opts {
+  int stride[3];            /* 0 = 1 */
+  int padding[3];           /* on both sides */
+  int dilation[3];          /* 0 = 1 */
+  int groups;               /* 0 = 1 */
+  bool same_padding;        /* padding='same' (stride 1; an odd total puts the extra one at the end) */
+  bool no_bias;             /* module: bias=False */
+  const char *padding_mode; /* NULL or "zeros", "reflect", "replicate", "circular" */
+} loom_conv3d_opts;
+/* x [N, C, D, H, W] or [C, D, H, W], weight [Cout, C / groups, kd, kh, kw],
+ * bias [Cout] or NULL. Runs as kd 2-d convolutions, one per depth tap, each
+ * over every output depth at once (so on cuDNN / OpenBLAS like conv2d), after
+ * one loom_pad of the input. */
+loom_tensor *loom_conv3d(const loom_tensor *x, const loom_tensor *weight, const loom_tensor *bias,
+                         const loom_conv3d_opts *opts);
+/* Module "Conv3d": weight [out, in / groups, kd, kh, kw] and bias [out],
+ * initialised as the other convolutions. MACs N·Cout·Do·Ho·Wo·(Cin/groups)·kd·kh·kw. */
+typedef struct loom_conv3d_config {
+  int64_t in_channels, out_channels;
+  int kernel[3];
+  loom_conv3d_opts conv;  /* defaults filled in */
+} loom_conv3d_config;
+loom_module *loom_nn_conv3d(int64_t in_channels, int64_t out_channels, int kernel_d, int kernel_h, int kernel_w,
+                            const loom_conv3d_opts *opts);
 
 /* ---- pooling ---- */
 typedef struct loom_pool_opts {

@@ -50,7 +50,7 @@ loom_tensor *loom_instance_norm(const loom_tensor *x, loom_tensor *running_mean,
 
 /* ---- modules ---- */
 
-/* BatchNorm1d / BatchNorm2d. All zero = PyTorch's defaults.
+/* BatchNorm1d / 2d / 3d. All zero = PyTorch's defaults.
  * momentum: 0 means PyTorch's default 0.1 unless set_momentum is true; any
  * other value is used as given (in [0, 1]), NAN meaning None (a cumulative
  * moving average). For PyTorch's momentum=0 (running statistics never move)
@@ -70,8 +70,10 @@ typedef struct loom_batch_norm_options {
 loom_module *loom_nn_batch_norm1d(int64_t num_features, const loom_batch_norm_options *opts);
 /* BatchNorm2d: input [N, C, H, W]. */
 loom_module *loom_nn_batch_norm2d(int64_t num_features, const loom_batch_norm_options *opts);
+/* BatchNorm3d: input [N, C, D, H, W]. */
+loom_module *loom_nn_batch_norm3d(int64_t num_features, const loom_batch_norm_options *opts);
 
-/* InstanceNorm1d / InstanceNorm2d: PyTorch's defaults are affine=False and
+/* InstanceNorm1d / 2d / 3d: PyTorch's defaults are affine=False and
  * track_running_stats=False, so the booleans here turn them on. momentum and
  * set_momentum as in loom_batch_norm_options (NAN = None, which InstanceNorm
  * treats as 0, as PyTorch does). */
@@ -87,6 +89,8 @@ typedef struct loom_instance_norm_options {
 loom_module *loom_nn_instance_norm1d(int64_t num_features, const loom_instance_norm_options *opts);
 /* InstanceNorm2d: input [N, C, H, W] or unbatched [C, H, W]. */
 loom_module *loom_nn_instance_norm2d(int64_t num_features, const loom_instance_norm_options *opts);
+/* InstanceNorm3d: input [N, C, D, H, W] or unbatched [C, D, H, W]. */
+loom_module *loom_nn_instance_norm3d(int64_t num_features, const loom_instance_norm_options *opts);
 
 typedef struct loom_layer_norm_options {
   double eps;                   /* 0 = 1e-5 */
@@ -113,7 +117,9 @@ typedef enum loom_norm_kind {
   LOOM_NORM_INSTANCE1D,
   LOOM_NORM_INSTANCE2D,
   LOOM_NORM_LAYER,
-  LOOM_NORM_GROUP
+  LOOM_NORM_GROUP,
+  LOOM_NORM_BATCH3D,
+  LOOM_NORM_INSTANCE3D
 } loom_norm_kind;
 
 typedef struct loom_norm_config {

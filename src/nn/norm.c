@@ -1,4 +1,4 @@
-/* Normalisation modules: BatchNorm1d/2d, InstanceNorm1d/2d, LayerNorm,
+/* Normalisation modules: BatchNorm1d/2d/3d, InstanceNorm1d/2d/3d, LayerNorm,
  * GroupNorm (PyTorch's torch.nn classes, forward through the functional ops
  * of src/core/norm.c). macs: one multiply-add per output element (the
  * normalising affine map y = x * scale + shift); statistics are not counted. */
@@ -51,11 +51,14 @@ static loom_tensor *batch_norm_forward(loom_module *m, loom_tensor *const *in, i
   const loom_norm_config *c = cfg(m);
   const loom_tensor *x = in[0];
   const char *type = loom_module_type(m);
-  bool ok_rank = c->kind == LOOM_NORM_BATCH2D ? x->shape.ndim == 4 : (x->shape.ndim == 2 || x->shape.ndim == 3);
+  int nd = x->shape.ndim;
+  bool ok_rank = c->kind == LOOM_NORM_BATCH3D ? nd == 5 : c->kind == LOOM_NORM_BATCH2D ? nd == 4 : (nd == 2 || nd == 3);
   if (!ok_rank || x->shape.d[1] != c->num_features) {
     core_set_error(LOOM_ERR_INVALID, "%s: expected input %s with C = %lld, got %s", type,
-                   c->kind == LOOM_NORM_BATCH2D ? "[N, C, H, W]" : "[N, C] or [N, C, L]", (long long)c->num_features,
-                   loom_shape_str(x->shape));
+                   c->kind == LOOM_NORM_BATCH3D   ? "[N, C, D, H, W]"
+                   : c->kind == LOOM_NORM_BATCH2D ? "[N, C, H, W]"
+                                                  : "[N, C] or [N, C, L]",
+                   (long long)c->num_features, loom_shape_str(x->shape));
     return NULL;
   }
   bool training = loom_module_training(m);
@@ -89,6 +92,8 @@ static loom_tensor *batch_norm_forward(loom_module *m, loom_tensor *const *in, i
 static const loom_module_kind batch_norm1d_kind = {"BatchNorm1d", batch_norm_forward, NULL, norm_macs,
                                                    reset_parameters};
 static const loom_module_kind batch_norm2d_kind = {"BatchNorm2d", batch_norm_forward, NULL, norm_macs,
+                                                   reset_parameters};
+static const loom_module_kind batch_norm3d_kind = {"BatchNorm3d", batch_norm_forward, NULL, norm_macs,
                                                    reset_parameters};
 
 /* Builds the module: parameters weight / bias of shape ps when affine (bias
@@ -157,6 +162,9 @@ loom_module *loom_nn_batch_norm1d(int64_t num_features, const loom_batch_norm_op
 loom_module *loom_nn_batch_norm2d(int64_t num_features, const loom_batch_norm_options *opts) {
   return batch_norm(&batch_norm2d_kind, LOOM_NORM_BATCH2D, num_features, opts);
 }
+loom_module *loom_nn_batch_norm3d(int64_t num_features, const loom_batch_norm_options *opts) {
+  return batch_norm(&batch_norm3d_kind, LOOM_NORM_BATCH3D, num_features, opts);
+}
 
 /* ---- InstanceNorm ---- */
 
@@ -164,11 +172,14 @@ static loom_tensor *instance_norm_forward(loom_module *m, loom_tensor *const *in
   if (!nn_one_input(m, n_in)) return NULL;
   const loom_norm_config *c = cfg(m);
   const loom_tensor *x = in[0];
-  int batched = c->kind == LOOM_NORM_INSTANCE2D ? 4 : 3;
+  int batched = c->kind == LOOM_NORM_INSTANCE3D ? 5 : c->kind == LOOM_NORM_INSTANCE2D ? 4 : 3;
   int nd = x->shape.ndim;
   if (nd != batched && nd != batched - 1) {
     core_set_error(LOOM_ERR_INVALID, "%s: expected input %s, got %s", loom_module_type(m),
-                   batched == 4 ? "[N, C, H, W] or [C, H, W]" : "[N, C, L] or [C, L]", loom_shape_str(x->shape));
+                   batched == 5   ? "[N, C, D, H, W] or [C, D, H, W]"
+                   : batched == 4 ? "[N, C, H, W] or [C, H, W]"
+                                  : "[N, C, L] or [C, L]",
+                   loom_shape_str(x->shape));
     return NULL;
   }
   int64_t C = x->shape.d[nd - batched + 1];
@@ -195,6 +206,8 @@ static const loom_module_kind instance_norm1d_kind = {"InstanceNorm1d", instance
                                                       reset_parameters};
 static const loom_module_kind instance_norm2d_kind = {"InstanceNorm2d", instance_norm_forward, NULL, norm_macs,
                                                       reset_parameters};
+static const loom_module_kind instance_norm3d_kind = {"InstanceNorm3d", instance_norm_forward, NULL, norm_macs,
+                                                      reset_parameters};
 
 static loom_module *instance_norm(const loom_module_kind *kind, loom_norm_kind nk, int64_t features,
                                   const loom_instance_norm_options *o) {
@@ -212,6 +225,9 @@ loom_module *loom_nn_instance_norm1d(int64_t num_features, const loom_instance_n
 }
 loom_module *loom_nn_instance_norm2d(int64_t num_features, const loom_instance_norm_options *opts) {
   return instance_norm(&instance_norm2d_kind, LOOM_NORM_INSTANCE2D, num_features, opts);
+}
+loom_module *loom_nn_instance_norm3d(int64_t num_features, const loom_instance_norm_options *opts) {
+  return instance_norm(&instance_norm3d_kind, LOOM_NORM_INSTANCE3D, num_features, opts);
 }
 
 /* ---- LayerNorm ---- */
