@@ -41,8 +41,9 @@ void check_fixture(const char *name, loom_module *m, Kind kind, double tol = 1e-
   loom_tensor *x = leaf(fx["x"]);
   loom_tensor *h0 = has_h0 ? leaf(fx["h0"]) : nullptr, *c0 = has_c0 ? leaf(fx["c0"]) : nullptr;
   loom_tensor *out = nullptr, *hn = nullptr, *cn = nullptr;
-  if (kind == Kind::Seq) {
-    out = loom_rnn_forward(m, x, h0, c0, &hn, &cn);
+  if (kind == Kind::Seq) {  // packed when the fixture has lengths
+    const loom_tensor *lengths = loom_map_get(fx.map, "lengths");
+    out = lengths ? loom_rnn_forward_packed(m, x, lengths, h0, c0, &hn, &cn) : loom_rnn_forward(m, x, h0, c0, &hn, &cn);
   } else if (kind == Kind::LstmCell) {
     ASSERT_EQ(loom_lstm_cell_forward(m, x, h0, c0, &out, &cn), 0) << loom_last_error();
   } else {
@@ -115,6 +116,62 @@ TEST(NnRnn, RnnReluTwoLayersBidirectional) {
 }
 
 TEST(NnRnn, RnnTanh) { run_seq("rnn_tanh", loom_nn_rnn(3, 5, nullptr)); }
+
+// proj_size: h = W_hr (o * tanh(c)); weight_hr_l{k}{s} after each direction's biases.
+TEST(NnRnn, LstmProjection) {
+  loom_rnn_options o{};
+  o.num_layers = 2, o.bidirectional = true, o.batch_first = true, o.proj_size = 2;
+  loom_module *m = loom_nn_lstm(3, 5, &o);
+  ASSERT_T(m);
+  loom_named_tensors *l = loom_module_named_parameters(m);
+  ASSERT_EQ(l->n, 20);
+  EXPECT_STREQ(l->names[4], "weight_hr_l0");
+  EXPECT_TRUE(loom_shape_equal(loom_shape_of(l->tensors[4]), LOOM_SHAPE(2, 5)));
+  EXPECT_TRUE(loom_shape_equal(loom_shape_of(l->tensors[1]), LOOM_SHAPE(20, 2)));   // weight_hh_l0 [4H, P]
+  EXPECT_TRUE(loom_shape_equal(loom_shape_of(l->tensors[10]), LOOM_SHAPE(20, 4)));  // weight_ih_l1 [4H, D P]
+  loom_named_tensors_free(l);
+  run_seq("rnn_lstm_proj", m);
+  loom_rnn_options bad{};
+  bad.proj_size = 5;
+  EXPECT_EQ(loom_nn_lstm(3, 5, &bad), nullptr);
+  EXPECT_NE(std::string(loom_last_error()).find("proj_size"), std::string::npos) << loom_last_error();
+  bad.proj_size = 2;
+  EXPECT_EQ(loom_nn_gru(3, 5, &bad), nullptr);
+}
+
+// Packed sequences: PyTorch's pack_padded_sequence / pad_packed_sequence
+// round trip, lengths unsorted.
+TEST(NnRnn, PackedSequences) {
+  loom_rnn_options g{};
+  g.num_layers = 2, g.bidirectional = true, g.batch_first = true;
+  run_seq("rnn_gru_packed", loom_nn_gru(3, 4, &g));
+  loom_rnn_options lp{};
+  lp.bidirectional = true, lp.proj_size = 3;
+  run_seq("rnn_lstm_proj_packed", loom_nn_lstm(3, 4, &lp));
+  run_seq("rnn_tanh_packed", loom_nn_rnn(3, 4, nullptr));
+  // full lengths give the unpacked result; bad lengths are refused
+  ScopeGuard scope;
+  loom_module *m = loom_nn_gru(3, 4, nullptr);
+  loom_tensor *x = loom_randn(LOOM_SHAPE(5, 2, 3), LOOM_F32, loom_cpu()), *h1 = nullptr, *h2 = nullptr;
+  loom_tensor *full = loom_full(LOOM_SHAPE(2), 5, LOOM_I64, loom_cpu());
+  loom_tensor *a = loom_rnn_forward_packed(m, x, full, nullptr, nullptr, &h1, nullptr);
+  loom_tensor *b = loom_rnn_forward(m, x, nullptr, nullptr, &h2, nullptr);
+  ASSERT_TRUE(a && b) << loom_last_error();
+  EXPECT_EQ(V(a), V(b));
+  EXPECT_EQ(V(h1), V(h2));
+  for (double bad : {0.0, 6.0}) {
+    loom_tensor *len = T({5, bad}, LOOM_SHAPE(2), LOOM_I64);
+    EXPECT_EQ(loom_rnn_forward_packed(m, x, len, nullptr, nullptr, nullptr, nullptr), nullptr);
+    EXPECT_NE(std::string(loom_last_error()).find("GRU: every length must lie in [1, 5]"), std::string::npos)
+        << loom_last_error();
+  }
+  EXPECT_EQ(loom_rnn_forward_packed(m, x, T({5, 1, 2}, LOOM_SHAPE(3), LOOM_I64), nullptr, nullptr, nullptr, nullptr),
+            nullptr);
+  EXPECT_NE(std::string(loom_last_error()).find("lengths"), std::string::npos) << loom_last_error();
+  EXPECT_EQ(loom_rnn_forward_packed(m, x, T({5, 1}, LOOM_SHAPE(2), LOOM_F32), nullptr, nullptr, nullptr, nullptr),
+            nullptr);
+  loom_module_free(m);
+}
 
 TEST(NnRnn, LstmUnbatched) {
   loom_rnn_options o{};
@@ -296,8 +353,9 @@ TEST(NnRnnGrad, SequencesAllModes) {
       }
     auto f = [&](const std::vector<loom_tensor *> &v) {
       loom_tensor *hn = nullptr, *cn = nullptr;
-      loom_tensor *out = loom_rnn(mode, v[0], v[1], lstm ? v[2] : nullptr, v.data() + w0, 2, true, true, 0, false,
-                                  &hn, lstm ? &cn : nullptr);
+      loom_rnn_args a{};
+      a.num_layers = 2, a.bidirectional = true, a.batch_first = true;
+      loom_tensor *out = loom_rnn(mode, v[0], v[1], lstm ? v[2] : nullptr, v.data() + w0, &a, &hn, lstm ? &cn : nullptr);
       return out ? joined(out, hn, cn) : nullptr;
     };
     EXPECT_TRUE(gradcheck(f, in));

@@ -219,6 +219,35 @@ TEST(NnRnnCuda, MatchesCpu) {
     }
 }
 
+// LSTM with proj_size over packed sequences (lengths on the CPU, moved by
+// the layer): output, states and the input's gradient.
+TEST(NnRnnCuda, ProjectedPackedLstmMatchesCpu) {
+  LOOM_REQUIRE_GPU();
+  ScopeGuard g;
+  loom_rnn_options o{};
+  o.num_layers = 2, o.bidirectional = true, o.batch_first = true, o.proj_size = 3;
+  loom_module *cpu = loom_nn_lstm(5, 8, &o), *gpu = loom_nn_lstm(5, 8, &o);
+  ASSERT_T(cpu);
+  ASSERT_T(gpu);
+  ASSERT_EQ(copy_params(gpu, cpu), 0);
+  ASSERT_EQ(loom_module_to_device(gpu, loom_cuda(0)), 0) << loom_last_error();
+  loom_tensor *x = randn(LOOM_SHAPE(3, 6, 5)), *len = T({6, 2, 4}, LOOM_SHAPE(3), LOOM_I64);
+  loom_tensor *xs[2] = {loom_clone(x), loom_to_device(x, loom_cuda(0))}, *out[2], *hn[2], *cn[2];
+  for (int d = 0; d < 2; d++) {
+    loom_set_requires_grad(xs[d], true);
+    out[d] = loom_rnn_forward_packed(d ? gpu : cpu, xs[d], len, nullptr, nullptr, &hn[d], &cn[d]);
+    ASSERT_T(out[d]);
+    ASSERT_EQ(loom_backward(loom_sum(loom_mul(out[d], out[d]), nullptr, 0, false), nullptr, false), 0)
+        << loom_last_error();
+  }
+  EXPECT_LT(rel_err(out[1], out[0]), 1e-4);
+  EXPECT_LT(rel_err(hn[1], hn[0]), 1e-4);
+  EXPECT_LT(rel_err(cn[1], cn[0]), 1e-4);
+  EXPECT_LT(rel_err(loom_grad(xs[1]), loom_grad(xs[0])), 1e-4);
+  loom_module_free(cpu);
+  loom_module_free(gpu);
+}
+
 TEST(NnRnnCuda, DeviceMismatch) {
   LOOM_REQUIRE_GPU();
   ScopeGuard g;

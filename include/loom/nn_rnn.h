@@ -8,6 +8,10 @@
  *   output [L, N, D * H]        (batch_first: [N, L, D * H]); on the last dim
  *          the forward direction's H features come first, then the reverse's
  *   h_n, c_n [K * D, N, H]      layer-major, then direction (l0, l0_reverse, l1, ...)
+ * LSTM with proj_size P > 0 (PyTorch's projections): h = W_hr (o * tanh(c)),
+ * so h0, h_n are [K * D, N, P], output [L, N, D * P], weight_hh is [4H, P],
+ * the next layer's input D * P, and each layer and direction has one more
+ * parameter weight_hr_l{k}{s} [P, H] (after the biases). c stays [.., H].
  * Parameters, for each layer k and direction suffix s ("" or "_reverse"):
  *   weight_ih_l{k}{s} [G * H, in]   in = input_size for k = 0, else D * H
  *   weight_hh_l{k}{s} [G * H, H]
@@ -42,6 +46,7 @@ typedef struct loom_rnn_options {
   double dropout;      /* on the outputs of every layer but the last, in training only */
   bool bidirectional;
   bool relu;           /* RNN only: nonlinearity='relu' (default tanh) */
+  int64_t proj_size;   /* LSTM only: 0 = none, else < hidden_size (see above) */
 } loom_rnn_options;
 
 /* Module state of RNN / LSTM / GRU (loom_module_state). */
@@ -51,6 +56,7 @@ typedef struct loom_rnn_config {
   int num_layers;
   bool bias, batch_first, bidirectional;
   double dropout;
+  int64_t proj_size;
 } loom_rnn_config;
 
 loom_module *loom_nn_rnn(int64_t input_size, int64_t hidden_size, const loom_rnn_options *opts);
@@ -63,15 +69,33 @@ loom_module *loom_nn_gru(int64_t input_size, int64_t hidden_size, const loom_rnn
  * loom_forward_n(m, {x, h0[, c0]}) passes initial states. */
 loom_tensor *loom_rnn_forward(loom_module *m, const loom_tensor *x, const loom_tensor *h0,
                               const loom_tensor *c0, loom_tensor **h_n, loom_tensor **c_n);
+/* The same over padded variable-length sequences, as PyTorch's
+ * pack_padded_sequence(x, lengths, enforce_sorted=False) -> module ->
+ * pad_packed_sequence(total_length = L): lengths (i64 or i32 [N], each in
+ * [1, L], any order) gives each sequence's length; steps past it leave the
+ * state as it is and output zeros, the reverse direction starts at each
+ * sequence's own last step, and h_n / c_n hold each sequence's final states. */
+loom_tensor *loom_rnn_forward_packed(loom_module *m, const loom_tensor *x, const loom_tensor *lengths,
+                                     const loom_tensor *h0, const loom_tensor *c0, loom_tensor **h_n,
+                                     loom_tensor **c_n);
 
+/* The functional stack's arguments (all-zero: one layer, sequence first,
+ * no dropout, no projection, full-length sequences). */
+typedef struct loom_rnn_args {
+  int num_layers;          /* 0 = 1 */
+  bool bidirectional, batch_first;
+  double dropout;          /* between layers, when training */
+  bool training;
+  int64_t proj_size;       /* LSTM: weights hold w_hr too */
+  const loom_tensor *lengths; /* NULL, or [N] lengths as loom_rnn_forward_packed's */
+} loom_rnn_args;
 /* Functional form of the whole stack (torch._VF.rnn_tanh / lstm / gru).
  * weights lists, for each layer then direction, w_ih, w_hh, b_ih, b_hh
- * (b_ih = b_hh = NULL without bias): 4 * num_layers * D entries. training
- * enables dropout between layers. */
-loom_tensor *loom_rnn(loom_rnn_mode mode, const loom_tensor *x, const loom_tensor *h0,
-                      const loom_tensor *c0, loom_tensor *const *weights, int num_layers,
-                      bool bidirectional, bool batch_first, double dropout, bool training,
-                      loom_tensor **h_n, loom_tensor **c_n);
+ * (b_ih = b_hh = NULL without bias) and, with proj_size, w_hr: 4 (or 5) *
+ * num_layers * D entries. */
+loom_tensor *loom_rnn(loom_rnn_mode mode, const loom_tensor *x, const loom_tensor *h0, const loom_tensor *c0,
+                      loom_tensor *const *weights, const loom_rnn_args *args, loom_tensor **h_n,
+                      loom_tensor **c_n);
 
 /* ---- cells ----
  * x [N, input_size] (or unbatched [input_size]), h and c [N, H] (or [H]);

@@ -69,9 +69,9 @@ bool nn_rnn_check_like(const char *layer, const char *what, const loom_tensor *t
   return true;
 }
 
-/* Checks w_ih [G*H, in], w_hh [G*H, H], biases [G*H] (both or neither) and
- * their dtype / device against x. Sets *hidden. */
-bool nn_rnn_check_weights(const char *layer, loom_rnn_mode mode, const loom_tensor *x, int64_t in,
+/* Checks w_ih [G*H, in], w_hh [G*H, H] ([G*H, proj] with an LSTM projection),
+ * biases [G*H] (both or neither) and their dtype / device against x. Sets *hidden. */
+bool nn_rnn_check_weights(const char *layer, loom_rnn_mode mode, const loom_tensor *x, int64_t in, int64_t proj,
                           const loom_tensor *w_ih, const loom_tensor *w_hh, const loom_tensor *b_ih,
                           const loom_tensor *b_hh, int64_t *hidden) {
   if (!w_ih || !w_hh) {
@@ -83,12 +83,18 @@ bool nn_rnn_check_weights(const char *layer, loom_rnn_mode mode, const loom_tens
     return false;
   }
   int G = nn_rnn_gates(mode);
-  if (w_hh->shape.ndim != 2 || w_hh->shape.d[0] != G * w_hh->shape.d[1]) {
-    core_set_error(LOOM_ERR_INVALID, "%s: expected weight_hh of shape [%d * hidden_size, hidden_size], got %s",
-                   layer, G, loom_shape_str(w_hh->shape));
+  bool hh_ok = w_hh->shape.ndim == 2 && (proj ? w_hh->shape.d[1] == proj && w_hh->shape.d[0] % G == 0
+                                              : w_hh->shape.d[0] == G * w_hh->shape.d[1]);
+  if (!hh_ok) {
+    if (proj)
+      core_set_error(LOOM_ERR_INVALID, "%s: expected weight_hh of shape [%d * hidden_size, proj_size = %lld], got %s",
+                     layer, G, (long long)proj, loom_shape_str(w_hh->shape));
+    else
+      core_set_error(LOOM_ERR_INVALID, "%s: expected weight_hh of shape [%d * hidden_size, hidden_size], got %s",
+                     layer, G, loom_shape_str(w_hh->shape));
     return false;
   }
-  int64_t H = w_hh->shape.d[1];
+  int64_t H = proj ? w_hh->shape.d[0] / G : w_hh->shape.d[1];
   if (w_ih->shape.ndim != 2 || w_ih->shape.d[0] != G * H || w_ih->shape.d[1] != in) {
     core_set_error(LOOM_ERR_INVALID, "%s: expected weight_ih of shape [%lld, %lld], got %s", layer,
                    (long long)(G * H), (long long)in, loom_shape_str(w_ih->shape));
@@ -151,7 +157,7 @@ static loom_tensor *cell(loom_rnn_mode mode, const loom_tensor *x, const loom_te
                    (long long)w_ih->shape.d[1], loom_shape_str(x->shape));
     return NULL;
   }
-  if (!nn_rnn_check_weights(layer, mode, x, in, w_ih, w_hh, b_ih, b_hh, &H)) return NULL;
+  if (!nn_rnn_check_weights(layer, mode, x, in, 0, w_ih, w_hh, b_ih, b_hh, &H)) return NULL;
   loom_scope_begin();
   loom_tensor *x2 = batched ? (loom_tensor *)x : loom_unsqueeze(x, 0);
   loom_tensor *h2 = cell_state(layer, "hx", h, x, batched, N, H);

@@ -17,9 +17,9 @@ loom_tensor *nn_rnn_step(loom_rnn_mode mode, const loom_tensor *xp, const loom_t
                          const loom_tensor *w_hh, const loom_tensor *b_hh, bool b_hh_folded, loom_tensor **c1);
 /* Dtype and device of t match x's; otherwise an error naming layer and what. */
 bool nn_rnn_check_like(const char *layer, const char *what, const loom_tensor *t, const loom_tensor *x);
-/* Shapes [G*H, in], [G*H, H], [G*H] and dtype / device of one layer's
- * weights; sets *hidden = H. */
-bool nn_rnn_check_weights(const char *layer, loom_rnn_mode mode, const loom_tensor *x, int64_t in,
+/* Shapes [G*H, in], [G*H, H] ([G*H, proj] when proj > 0), [G*H] and dtype /
+ * device of one layer's weights; sets *hidden = H. */
+bool nn_rnn_check_weights(const char *layer, loom_rnn_mode mode, const loom_tensor *x, int64_t in, int64_t proj,
                           const loom_tensor *w_ih, const loom_tensor *w_hh, const loom_tensor *b_ih,
                           const loom_tensor *b_hh, int64_t *hidden);
 
