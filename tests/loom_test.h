@@ -64,6 +64,8 @@ struct Fixture {
   loom_tensor_map *map = nullptr;
   std::string name;
 };
+// The names of m's parameters, in order.
+std::vector<std::string> param_names(loom_module *m);
 // Relative error of out against the fixture tensor, as a gtest assertion
 // that names the fixture key: EXPECT_TRUE(close(out, fx["y"], 1e-5)).
 ::testing::AssertionResult close(const loom_tensor *out, const loom_tensor *ref, double tol);

@@ -175,6 +175,14 @@ std::string Fixture::meta(const std::string &key) const {
   return v ? v : "";
 }
 
+std::vector<std::string> param_names(loom_module *m) {
+  std::vector<std::string> v;
+  loom_named_tensors *l = loom_module_named_parameters(m);
+  for (int i = 0; l && i < l->n; i++) v.push_back(l->names[i]);
+  loom_named_tensors_free(l);
+  return v;
+}
+
 ::testing::AssertionResult close(const loom_tensor *out, const loom_tensor *ref, double tol) {
   if (!out) return ::testing::AssertionFailure() << "output is NULL: " << loom_last_error();
   if (!ref) return ::testing::AssertionFailure() << "reference is missing";

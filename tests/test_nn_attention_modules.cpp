@@ -29,14 +29,6 @@ loom_tensor *leaf(loom_tensor *t) {
 
 loom_tensor *weighted_sum(loom_tensor *out, loom_tensor *w) { return loom_sum(loom_mul(out, w), nullptr, 0, false); }
 
-std::vector<std::string> names_of(loom_module *m) {
-  std::vector<std::string> v;
-  loom_named_tensors *l = loom_module_named_parameters(m);
-  for (int i = 0; i < l->n; i++) v.push_back(l->names[i]);
-  loom_named_tensors_free(l);
-  return v;
-}
-
 }  // namespace
 
 TEST(MultiheadAttention, MatchesPyTorch) {
@@ -46,7 +38,7 @@ TEST(MultiheadAttention, MatchesPyTorch) {
   o.batch_first = true;
   loom_module *m = loom_nn_multihead_attention(8, 2, &o);
   ASSERT_NE(m, nullptr) << loom_last_error();
-  EXPECT_EQ(names_of(m), (std::vector<std::string>{"in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"}));
+  EXPECT_EQ(param_names(m), (std::vector<std::string>{"in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"}));
   EXPECT_STREQ(loom_module_type(m), "MultiheadAttention");
   load(m, fx, "");
   loom_tensor *q = leaf(fx["query"]), *w = nullptr;
@@ -76,7 +68,7 @@ TEST(MultiheadAttention, DefaultInitAndKdim) {
   o.vdim = 6;
   loom_module *m = loom_nn_multihead_attention(8, 2, &o);
   ASSERT_NE(m, nullptr) << loom_last_error();
-  EXPECT_EQ(names_of(m), (std::vector<std::string>{"q_proj_weight", "k_proj_weight", "v_proj_weight", "in_proj_bias",
+  EXPECT_EQ(param_names(m), (std::vector<std::string>{"q_proj_weight", "k_proj_weight", "v_proj_weight", "in_proj_bias",
                                                    "out_proj.weight", "out_proj.bias"}));
   for (double b : V(loom_module_param(m, "in_proj_bias"))) EXPECT_EQ(b, 0.0);
   for (double b : V(loom_module_param(m, "out_proj.bias"))) EXPECT_EQ(b, 0.0);

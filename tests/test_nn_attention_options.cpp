@@ -47,14 +47,6 @@ void check_grads(loom_module *m, const Fixture &fx, const std::string &c, loom_t
   loom_named_tensors_free(l);
 }
 
-std::vector<std::string> names_of(loom_module *m) {
-  std::vector<std::string> v;
-  loom_named_tensors *l = loom_module_named_parameters(m);
-  for (int i = 0; i < l->n; i++) v.push_back(l->names[i]);
-  loom_named_tensors_free(l);
-  return v;
-}
-
 }  // namespace
 
 TEST(MultiheadAttentionOptions, BiasKvAndFloatMaskGradient) {
@@ -65,7 +57,7 @@ TEST(MultiheadAttentionOptions, BiasKvAndFloatMaskGradient) {
   o.batch_first = true, o.add_bias_kv = true;
   loom_module *m = loom_nn_multihead_attention(8, 2, &o);
   ASSERT_NE(m, nullptr) << loom_last_error();
-  EXPECT_EQ(names_of(m), (std::vector<std::string>{"in_proj_weight", "in_proj_bias", "bias_k", "bias_v",
+  EXPECT_EQ(param_names(m), (std::vector<std::string>{"in_proj_weight", "in_proj_bias", "bias_k", "bias_v",
                                                    "out_proj.weight", "out_proj.bias"}));
   load(m, fx, "bias_kv");
   loom_tensor *q = leaf(fx["bias_kv.q"]), *k = leaf(fx["bias_kv.k"]), *am = leaf(fx["bias_kv.am"]);
@@ -204,7 +196,7 @@ TEST(TransformerEncoderLayerOptions, ActivationsAndNoBias) {
     loom_module *m = loom_nn_transformer_encoder_layer(8, 2, &o);
     ASSERT_NE(m, nullptr) << loom_last_error();
     if (c.no_bias)
-      EXPECT_EQ(names_of(m), (std::vector<std::string>{"self_attn.in_proj_weight", "self_attn.out_proj.weight",
+      EXPECT_EQ(param_names(m), (std::vector<std::string>{"self_attn.in_proj_weight", "self_attn.out_proj.weight",
                                                        "linear1.weight", "linear2.weight", "norm1.weight",
                                                        "norm2.weight"}));
     load(m, fx, c.name);
@@ -223,7 +215,7 @@ TEST(TransformerEncoderLayerOptions, ActivationsAndNoBias) {
   d.no_bias = true, d.activation = "relu";
   loom_module *blk = loom_nn_transformer_decoder_block(8, 2, &d);
   ASSERT_NE(blk, nullptr) << loom_last_error();
-  EXPECT_EQ(names_of(blk), (std::vector<std::string>{"ln_1.weight", "attn.in_proj_weight", "attn.out_proj.weight",
+  EXPECT_EQ(param_names(blk), (std::vector<std::string>{"ln_1.weight", "attn.in_proj_weight", "attn.out_proj.weight",
                                                      "ln_2.weight", "mlp.c_fc.weight", "mlp.c_proj.weight"}));
   // the activation is the one asked for: the same parameters with the default
   // (gelu_tanh) give another output

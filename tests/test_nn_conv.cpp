@@ -1,5 +1,6 @@
 // Conv and pooling layers: PyTorch fixtures (tools/fixtures/gen_conv.py),
 // f64 gradient checks, CPU vs CUDA, bad input, init and MACs.
+#include "conv_fixture.h"
 #include "loom_test.h"
 
 #include <cmath>
@@ -20,31 +21,6 @@ loom_pool_opts pool_opts(int s0, int s1, int p0, int p1, bool ceil = false, bool
   o.stride[0] = s0, o.stride[1] = s1, o.padding[0] = p0, o.padding[1] = p1;
   o.ceil_mode = ceil, o.exclude_pad = excl;
   return o;
-}
-
-// Runs module m (made f64, parameters from the fixture) on the fixture's x and
-// compares out and every gradient with PyTorch's.
-void check_fixture(const char *name, loom_module *m, double tol = 1e-10) {
-  SCOPED_TRACE(name);
-  ScopeGuard scope;
-  Fixture fx(name);
-  ASSERT_TRUE(fx.ok());
-  ASSERT_NE(m, nullptr) << loom_last_error();
-  ASSERT_EQ(loom_module_to_dtype(m, LOOM_F64), 0) << loom_last_error();
-  loom_named_tensors *ps = loom_module_named_parameters(m);
-  for (int i = 0; i < ps->n; i++) ASSERT_EQ(loom_copy_(ps->tensors[i], fx[ps->names[i]]), 0) << loom_last_error();
-  loom_tensor *x = loom_clone(fx["x"]);
-  ASSERT_EQ(loom_set_requires_grad(x, true), 0);
-  loom_tensor *out = loom_forward(m, x);
-  ASSERT_NE(out, nullptr) << loom_last_error();
-  EXPECT_TRUE(close(out, fx["out"], tol));
-  ASSERT_EQ(loom_backward(loom_sum(loom_mul(out, fx["out_weight"]), nullptr, 0, false), nullptr, false), 0)
-      << loom_last_error();
-  EXPECT_TRUE(close(loom_grad(x), fx["grad_x"], tol)) << "grad_x";
-  for (int i = 0; i < ps->n; i++)
-    EXPECT_TRUE(close(loom_grad(ps->tensors[i]), fx[std::string("grad_") + ps->names[i]], tol)) << ps->names[i];
-  loom_named_tensors_free(ps);
-  loom_module_free(m);
 }
 
 // Max pooling fixtures also carry PyTorch's indices.

@@ -3,6 +3,7 @@
 // without a GPU).
 #include <string>
 
+#include "conv_fixture.h"
 #include "loom_test.h"
 
 namespace {
@@ -17,46 +18,17 @@ loom_conv3d_opts opts3(int s0, int s1, int s2, int p0, int p1, int p2, int d0 = 
   return o;
 }
 
-// The module (f64, parameters from the fixture) on the fixture's x: output and
-// every gradient of sum(out * out_weight) against PyTorch's.
-void check_fixture(const char *name, loom_module *m) {
-  SCOPED_TRACE(name);
-  ScopeGuard scope;
-  Fixture fx(name);
-  ASSERT_TRUE(fx.ok());
-  ASSERT_NE(m, nullptr) << loom_last_error();
-  ASSERT_EQ(loom_module_to_dtype(m, LOOM_F64), 0) << loom_last_error();
-  loom_named_tensors *ps = loom_module_named_parameters(m);
-  for (int i = 0; i < ps->n; i++) ASSERT_EQ(loom_copy_(ps->tensors[i], fx[ps->names[i]]), 0) << loom_last_error();
-  loom_tensor *x = loom_clone(fx["x"]);
-  ASSERT_EQ(loom_set_requires_grad(x, true), 0);
-  loom_tensor *out = loom_forward(m, x);
-  ASSERT_NE(out, nullptr) << loom_last_error();
-  EXPECT_TRUE(close(out, fx["out"], 1e-10));
-  ASSERT_EQ(loom_backward(loom_sum(loom_mul(out, fx["out_weight"]), nullptr, 0, false), nullptr, false), 0)
-      << loom_last_error();
-  EXPECT_TRUE(close(loom_grad(x), fx["grad_x"], 1e-10)) << "grad_x";
-  for (int i = 0; i < ps->n; i++)
-    EXPECT_TRUE(close(loom_grad(ps->tensors[i]), fx[std::string("grad_") + ps->names[i]], 1e-10)) << ps->names[i];
-  // unbatched: the first sample alone keeps its rank
-  loom_tensor *u = loom_forward(m, loom_select(fx["x"], 0, 0));
-  ASSERT_NE(u, nullptr) << loom_last_error();
-  EXPECT_TRUE(close(u, loom_select(fx["out"], 0, 0), 1e-10)) << "unbatched";
-  loom_named_tensors_free(ps);
-  loom_module_free(m);
-}
-
 }  // namespace
 
 TEST(Conv3d, MatchesPyTorch) {
   loom_conv3d_opts a = opts3(1, 2, 1, 1, 1, 0, 2, 1, 1);
-  check_fixture("conv3d", loom_nn_conv3d(2, 3, 2, 3, 3, &a));
+  check_fixture("conv3d", loom_nn_conv3d(2, 3, 2, 3, 3, &a), 1e-10, true);
   loom_conv3d_opts s{};
   s.same_padding = true, s.groups = 2, s.no_bias = true;
-  check_fixture("conv3d_groups_same", loom_nn_conv3d(4, 6, 2, 3, 4, &s));
+  check_fixture("conv3d_groups_same", loom_nn_conv3d(4, 6, 2, 3, 4, &s), 1e-10, true);
   loom_conv3d_opts r = opts3(2, 2, 2, 1, 1, 1);
   r.padding_mode = "reflect";
-  check_fixture("conv3d_reflect", loom_nn_conv3d(2, 2, 3, 3, 3, &r));
+  check_fixture("conv3d_reflect", loom_nn_conv3d(2, 2, 3, 3, 3, &r), 1e-10, true);
   // the functional form
   ScopeGuard scope;
   Fixture fx("conv3d");
