@@ -374,6 +374,17 @@ TEST_F(Safetensors, RejectsBadHeaders) {
              "__metadata__ value of 'k' is a number");
   expect_bad(st_bytes("{\"__metadata__\":[]," + f32_entry("a", "[1]", 0, 4) + "}", d4),
              "__metadata__ is an array");
+  // control characters in names and metadata, escaped or raw: "w\u0000a" would load as "w"
+  expect_bad(st_bytes("{" + f32_entry("w\\u0000a", "[1]", 0, 4) + "}", d4),
+             "header string \"w\\u0000a\" holds the control character U+0000");
+  expect_bad(st_bytes("{\"__metadata__\":{\"k\":\"x\\u001fy\"}," + f32_entry("a", "[1]", 0, 4) + "}", d4),
+             "U+001F");
+  expect_bad(st_bytes("{" + f32_entry("w\tb", "[1]", 0, 4) + "}", d4), "U+0009");
+  const std::string plain = st_bytes("{" + f32_entry("w\\\\u0000", "[1]", 0, 4) + "}", d4);
+  loom_tensor_map *ok = loom_safetensors_parse(plain.data(), plain.size(), loom_cpu());
+  ASSERT_NE(ok, nullptr) << loom_last_error();  // an escaped backslash then "u0000" is a plain name
+  EXPECT_NE(loom_map_get(ok, "w\\u0000"), nullptr);
+  loom_map_free(ok);
   std::string bools = "\x01\x02";
   expect_bad(st_bytes("{\"m\":{\"dtype\":\"BOOL\",\"shape\":[2],\"data_offsets\":[0,2]}}", bools),
              "BOOL element 1 holds byte 2");

@@ -73,6 +73,44 @@ static size_t utf8_error_at(const uint8_t *s, size_t n) {
   return n;
 }
 
+/* JSON strings of the header (tensor names, metadata) may not hold control
+ * characters, raw or escaped: an escaped NUL would cut a name short, so
+ * "w\u0000a" would load as "w". The string is quoted in the error. */
+static int check_strings(const char *t, size_t n, const char *src) {
+  bool in = false;
+  size_t start = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned c = (unsigned char)t[i], code = 0x20;
+    if (!in) {
+      if (c == '"') in = true, start = i;
+      continue;
+    }
+    if (c == '"') {
+      in = false;
+      continue;
+    }
+    if (c < 0x20) {
+      code = c;
+    } else if (c == '\\' && i + 1 < n) {
+      if (t[i + 1] == 'u' && i + 5 < n) {
+        char hex[5] = {t[i + 2], t[i + 3], t[i + 4], t[i + 5], 0};
+        char *end;
+        unsigned long v = strtoul(hex, &end, 16);
+        if (end == hex + 4) code = (unsigned)v;
+      }
+      i++; /* the escaped character */
+    }
+    if (code < 0x20) {
+      size_t end = i + 1;
+      while (end < n && t[end] != '"') end++;
+      int len = (int)(end - start + 1 < 80 ? end - start + 1 : 80);
+      return bad(src, "header string %.*s holds the control character U+%04X (tensor names and metadata may "
+                 "not hold control characters)", len, t + start, code);
+    }
+  }
+  return LOOM_OK;
+}
+
 /* ---------------------------------------------------------------- reading */
 
 /* A JSON number that is a non-negative integer cJSON holds exactly. */
@@ -261,11 +299,11 @@ static loom_tensor_map *parse(const uint8_t *buf, size_t size, loom_device dev, 
   memcpy(text, buf + 8, n);
   text[n] = '\0';
   const char *end = NULL;
-  cJSON *root = cJSON_ParseWithLengthOpts(text, n, &end, false);
-  int st = LOOM_OK;
-  if (!root) st = bad(src, "header is not valid JSON (error near byte %td)", end ? end - text : 0);
-  else if (!cJSON_IsObject(root)) st = bad(src, "header is %s, not a JSON object", json_kind(root));
-  for (; !st && end < text + n; end++)
+  int st = check_strings(text, n, src);
+  cJSON *root = st ? NULL : cJSON_ParseWithLengthOpts(text, n, &end, false);
+  if (!st && !root) st = bad(src, "header is not valid JSON (error near byte %td)", end ? end - text : 0);
+  else if (!st && !cJSON_IsObject(root)) st = bad(src, "header is %s, not a JSON object", json_kind(root));
+  for (; !st && end && end < text + n; end++)
     if (!strchr(" \t\r\n", *end))
       st = bad(src, "header has bytes after its JSON object (at byte %td)", end - text);
 
