@@ -94,6 +94,35 @@ TEST(DataIdx, CorruptFilesAreClearErrors) {
   lb.push_back(0);
   write_bytes(lp, lb);
   expect_fail("trailing bytes", {lp.c_str(), "after"});
+  write_bytes(lp, gzip_bytes(lb));  // the same found while inflating
+  expect_fail("trailing bytes in gzip", {lp.c_str(), "after"});
+  // Dimensions whose byte count wraps to 0 in 64 bits (2^16 x 2^24 x 2^24):
+  // refused before anything is read or allocated.
+  write_bytes(lp, idx_labels(3));
+  Bytes wrap = {0, 0, 8, 3, 0, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0};
+  write_bytes(ip, wrap);
+  expect_fail("overflowing dims", {ip.c_str(), "implausible dimensions"});
+  write_bytes(ip, gzip_bytes(wrap));
+  expect_fail("overflowing dims, gzip", {ip.c_str(), "implausible dimensions"});
+}
+
+// Where the number of classes is known (MNIST-style: 10), a label outside
+// them is refused when the dataset opens, naming the file and the item; the
+// generic IDX reader keeps any byte.
+TEST(DataIdx, MnistLabelsOutsideTheClasses) {
+  std::string dir = tmp_dir("mnist_bad_label");
+  Bytes lb = idx_labels(4);
+  lb[8 + 2] = 255;
+  write_bytes(dir + "/train-images-idx3-ubyte", idx_images(4, 2, 2));
+  write_bytes(dir + "/train-labels-idx1-ubyte", lb);
+  EXPECT_EQ(loom_dataset_mnist(dir.c_str(), true), nullptr);
+  EXPECT_EQ(loom_last_status(), LOOM_ERR_IO);
+  EXPECT_THAT(loom_last_error(), HasSubstr(dir + "/train-labels-idx1-ubyte: label 255 of item 2 is outside the 10 classes"));
+  DsPtr any(loom_dataset_idx((dir + "/train-images-idx3-ubyte").c_str(), (dir + "/train-labels-idx1-ubyte").c_str()));
+  ASSERT_NE(any.p, nullptr) << loom_last_error();
+  int64_t label = 0;
+  sample(any, 2, &label);
+  EXPECT_EQ(label, 255);
 }
 
 TEST(DataIdx, MnistHelperFindsStandardNames) {
