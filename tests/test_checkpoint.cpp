@@ -194,16 +194,26 @@ TEST(Checkpoint, AnotherModelIsRefusedByKeyAndShape) {
   auto before = model_values(wide.model);
   EXPECT_EQ(loom_checkpoint_load(path.c_str(), wide.model, wide.opt, wide.sched, wide.scaler, wide.loader, nullptr),
             LOOM_ERR_INVALID);
-  EXPECT_THAT(loom_last_error(), HasSubstr("is of another model"));
+  EXPECT_THAT(loom_last_error(), HasSubstr("does not fit the model (saved Sequential, loading into Sequential); "
+                                           "nothing loaded: mismatched shapes: "));
   EXPECT_THAT(loom_last_error(), HasSubstr("0.weight (checkpoint [6, 3], model [8, 3])"));
   EXPECT_EQ(model_values(wide.model), before);
   EXPECT_EQ(loom_scheduler_last_epoch(wide.sched), 0);
 
   loom_module *other = LOOM_SEQUENTIAL(loom_nn_linear(3, 6, nullptr), loom_nn_linear(6, 2, nullptr));
   EXPECT_EQ(loom_checkpoint_load(path.c_str(), other, nullptr, nullptr, nullptr, nullptr, nullptr), LOOM_ERR_INVALID);
-  EXPECT_THAT(loom_last_error(), HasSubstr("missing keys: 1.weight, 1.bias"));
-  EXPECT_THAT(loom_last_error(), HasSubstr("unexpected keys: 2.bias, 2.weight"));
+  EXPECT_THAT(loom_last_error(), HasSubstr("nothing loaded: missing keys: 1.weight, 1.bias"));
+  EXPECT_THAT(loom_last_error(), HasSubstr("; unexpected keys: 2.bias, 2.weight"));
   loom_module_free(other);
+  // The same model in another dtype: no silent cast, the tensors named.
+  Parts f64(2);
+  ASSERT_EQ(loom_module_to_dtype(f64.model, LOOM_F64), LOOM_OK);
+  auto f64_before = model_values(f64.model);
+  EXPECT_EQ(loom_checkpoint_load(path.c_str(), f64.model, nullptr, nullptr, nullptr, nullptr, nullptr),
+            LOOM_ERR_INVALID);
+  EXPECT_THAT(loom_last_error(), HasSubstr("0.weight (checkpoint f32, model f64)"));
+  EXPECT_THAT(loom_last_error(), HasSubstr("loom_module_to_dtype"));
+  EXPECT_EQ(model_values(f64.model), f64_before);
   // Another optimiser kind.
   loom_optimizer *sgd = loom_sgd_module(a.model, nullptr);
   EXPECT_EQ(loom_checkpoint_load(path.c_str(), a.model, sgd, nullptr, nullptr, nullptr, nullptr), LOOM_ERR_INVALID);
@@ -240,6 +250,14 @@ TEST(Checkpoint, CorruptAndTruncatedFilesAreIOErrors) {
   ASSERT_NE(at, std::string::npos);
   header[at + 8] = '9';   // metadata changed, the JSON still valid
   refused(header, "edited metadata");
+  // A dtype of the same size edited in the tensor table (F32 -> I32): the
+  // bytes are untouched, the checksum covers the table too.
+  std::string table = bytes;
+  at = table.find("\"model.0.weight\":{\"dtype\":\"F32\"");
+  ASSERT_NE(at, std::string::npos);
+  table[at + 27] = 'I';
+  refused(table, "edited dtype");
+  EXPECT_THAT(loom_last_error(), HasSubstr("checksum mismatch"));
   // A plain safetensors file that is no checkpoint.
   ASSERT_EQ(loom_module_save(a.model, bad.c_str()), LOOM_OK);
   EXPECT_EQ(loom_checkpoint_load(bad.c_str(), b.model, nullptr, nullptr, nullptr, nullptr, nullptr), LOOM_ERR_IO);

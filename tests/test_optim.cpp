@@ -295,6 +295,9 @@ TEST(Optim, GroupOptions) {
   refused("o.param_groups.1.betas", T({0.9, 1.5}, LOOM_SHAPE(2), LOOM_F64), "betas");
   refused("o.param_groups.0.amsgrad", T({2}, LOOM_SHAPE(), LOOM_F64), "not 0 or 1");
   refused("o.param_groups.2.eps", T({-1}, LOOM_SHAPE(), LOOM_F64), "eps");
+  // numbers are f64: an integer entry (a header's F64 edited to I64) is refused, not reinterpreted
+  refused("o.param_groups.1.lr", T({1}, LOOM_SHAPE(), LOOM_I64), "o.param_groups.1.lr is i64 [], not a float number");
+  refused("o.param_groups.0.weight_decay", T({0}, LOOM_SHAPE(), LOOM_I64), "weight_decay is i64");
   // turning amsgrad on for a group whose parameter has no max_exp_avg_sq
   refused("o.param_groups.2.amsgrad", T({1}, LOOM_SHAPE(), LOOM_F64), "max_exp_avg_sq");
   loom_map_free(m);

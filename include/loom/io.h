@@ -42,14 +42,15 @@ loom_tensor_map *loom_safetensors_parse(const void *buf, size_t size, loom_devic
  * and the loader position ("data.position": i64 [epoch, batch]), plus
  * __metadata__ strings: format ("loom-checkpoint"), format_version, step,
  * epoch, model_type, optimizer, config and a CRC-32 "checksum" of every
- * tensor byte and metadata string. Other safetensors tools read it as is. */
+ * tensor's name, dtype, shape and bytes and every metadata string. Other safetensors tools read it as is. */
 typedef struct loom_module loom_module;
 typedef struct loom_optimizer loom_optimizer;
 typedef struct loom_scheduler loom_scheduler;
 typedef struct loom_grad_scaler loom_grad_scaler;
 typedef struct loom_loader loom_loader;
 
-#define LOOM_CHECKPOINT_VERSION 1
+/* 2: the checksum covers each tensor's dtype and shape too (version 1 files still load). */
+#define LOOM_CHECKPOINT_VERSION 2
 typedef struct loom_checkpoint_meta {
   int64_t step;              /* optimiser steps taken */
   int64_t epoch;             /* epoch in progress (0-based) */

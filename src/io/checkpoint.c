@@ -24,9 +24,11 @@ static int compare_strings(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* CRC-32 of every tensor's bytes (names sorted) and every metadata pair but
- * "checksum" (keys sorted). Returns 0 or an error status. */
-static int map_checksum(const loom_tensor_map *m, uLong *out) {
+/* CRC-32 of every tensor (names sorted: name, then from format version 2 its
+ * dtype and shape, then its bytes) and every metadata pair but "checksum"
+ * (keys sorted). Version 1 files left the dtype and shape out, so a header
+ * edit of a dtype of the same size loaded silently. Returns 0 or an error. */
+static int map_checksum(const loom_tensor_map *m, int version, uLong *out) {
   int n = loom_map_size(m), nm = loom_map_meta_size(m);
   const char **names = malloc(sizeof(char *) * (size_t)(n + nm + 1));
   if (!names) return core_set_error(LOOM_ERR_OOM, "checkpoint checksum: out of host memory");
@@ -49,6 +51,12 @@ static int map_checksum(const loom_tensor_map *m, uLong *out) {
       p = scratch;
     }
     crc = crc32(crc, (const Bytef *)names[i], (uInt)strlen(names[i]) + 1);
+    if (version >= 2) {
+      char table[256];
+      int len = snprintf(table, sizeof table, "%s %s", loom_dtype_name(loom_dtype_of(t)),
+                         loom_shape_str(loom_shape_of(t)));
+      crc = crc32(crc, (const Bytef *)table, (uInt)len + 1);
+    }
     for (size_t off = 0; !st && off < bytes; off += 1u << 30) {
       size_t len = bytes - off < (1u << 30) ? bytes - off : (1u << 30);
       crc = crc32(crc, p + off, (uInt)len);
@@ -130,7 +138,7 @@ static int build_checkpoint(loom_tensor_map *m, const loom_module *model, const 
   if (!st && opt) st = loom_map_set_meta(m, "optimizer", loom_optimizer_name(opt));
   if (!st) st = loom_map_set_meta(m, "config", meta ? meta->config : "");
   uLong crc = 0;
-  if (!st) st = map_checksum(m, &crc);
+  if (!st) st = map_checksum(m, LOOM_CHECKPOINT_VERSION, &crc);
   if (!st) {
     char text[16];
     snprintf(text, sizeof text, "%08lx", (unsigned long)crc);
@@ -190,7 +198,7 @@ static int verify(const loom_tensor_map *m, const char *path, loom_checkpoint_me
     return core_set_error(LOOM_ERR_IO, "checkpoint '%s': format_version %d, this Loom reads 1..%d", path,
                           meta.version, LOOM_CHECKPOINT_VERSION);
   uLong crc = 0;
-  int st = map_checksum(m, &crc);
+  int st = map_checksum(m, meta.version, &crc);
   if (st) return st;
   char text[16];
   snprintf(text, sizeof text, "%08lx", (unsigned long)crc);
@@ -219,7 +227,7 @@ static int model_part(const loom_tensor_map *m, const loom_module *model, const 
                       const char *saved_type, loom_tensor_map *part) {
   loom_tensor_map *own = loom_module_state_dict(model);
   if (!own) return loom_last_status();
-  char missing[1024] = "", unexpected[1024] = "", shapes[1024] = "";
+  char missing[1024] = "", unexpected[1024] = "", shapes[1024] = "", dtypes[1024] = "";
   int st = LOOM_OK;
   for (int i = 0; i < loom_map_size(m) && !st; i++) {
     const char *name = loom_map_name(m, i);
@@ -231,17 +239,29 @@ static int model_part(const loom_tensor_map *m, const loom_module *model, const 
       snprintf(line, sizeof line, "%s (checkpoint %s, model %s)", name + 6, loom_shape_str(loom_shape_of(src)),
                loom_shape_str(loom_shape_of(dst)));
       append(shapes, sizeof shapes, line);
+    } else if (loom_dtype_of(src) != loom_dtype_of(dst)) { /* a Loom checkpoint round-trips exactly: no cast */
+      char line[256];
+      snprintf(line, sizeof line, "%s (checkpoint %s, model %s)", name + 6, loom_dtype_name(loom_dtype_of(src)),
+               loom_dtype_name(loom_dtype_of(dst)));
+      append(dtypes, sizeof dtypes, line);
     }
     if (!st) st = loom_map_set(part, name + 6, src);
   }
   for (int i = 0; i < loom_map_size(own) && !st; i++)
     if (!loom_map_get(part, loom_map_name(own, i))) append(missing, sizeof missing, loom_map_name(own, i));
-  if (!st && (missing[0] || unexpected[0] || shapes[0]))
+  if (!st && (missing[0] || unexpected[0] || shapes[0])) {
+    char why[3200] = "";
+    const char *labels[3] = {"missing keys: ", "unexpected keys: ", "mismatched shapes: "}, *lists[3] = {missing, unexpected, shapes};
+    for (int k = 0; k < 3; k++)
+      if (lists[k][0])
+        snprintf(why + strlen(why), sizeof why - strlen(why), "%s%s%s", why[0] ? "; " : "", labels[k], lists[k]);
+    st = core_set_error(LOOM_ERR_INVALID, "checkpoint '%s' does not fit the model (saved %s, loading into %s); "
+                        "nothing loaded: %s", path, saved_type, loom_module_type(model), why);
+  }
+  if (!st && dtypes[0])
     st = core_set_error(LOOM_ERR_INVALID,
-                        "checkpoint '%s' is of another model (saved %s, loading into %s); nothing loaded:"
-                        "%s%s%s%s%s%s", path, saved_type, loom_module_type(model),
-                        missing[0] ? " missing keys: " : "", missing, unexpected[0] ? "; unexpected keys: " : "",
-                        unexpected, shapes[0] ? "; mismatched shapes: " : "", shapes);
+                        "checkpoint '%s': tensors of another dtype than the model's (a checkpoint loads without "
+                        "casts: convert the model with loom_module_to_dtype first); nothing loaded: %s", path, dtypes);
   loom_map_free(own);
   return st;
 }

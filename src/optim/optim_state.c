@@ -23,7 +23,9 @@ int optim_put_number(loom_tensor_map *m, const char *key, double v) {
 
 bool optim_get_number(const loom_tensor_map *m, const char *key, double *v) {
   loom_tensor *t = loom_map_get(m, key);
-  if (!t || loom_numel(t) != 1) return false;
+  /* numbers are stored as f64 (optim_put_number): an integer entry is a
+   * damaged or foreign file, not a value to reinterpret */
+  if (!t || loom_numel(t) != 1 || !loom_dtype_is_float(loom_dtype_of(t))) return false;
   *v = loom_item(t);
   return true;
 }
@@ -95,7 +97,10 @@ static loom_status get_group_fields(const loom_optimizer *opt, int g, const loom
   snprintf(suffix, sizeof suffix, "param_groups.%d.lr", g);
   optim_get_number(in, optim_key(key, sizeof key, prefix, suffix), &grp->lr);
   snprintf(suffix, sizeof suffix, "param_groups.%d.weight_decay", g);
-  optim_get_number(in, optim_key(key, sizeof key, prefix, suffix), &grp->weight_decay);
+  const loom_tensor *wd = loom_map_get(in, optim_key(key, sizeof key, prefix, suffix));
+  if (wd && !optim_get_number(in, key, &grp->weight_decay))
+    return core_set_error(LOOM_ERR_INVALID, "optimizer_load_state_dict: %s is %s %s, not a float number", key,
+                          loom_dtype_name(loom_dtype_of(wd)), loom_shape_str(loom_shape_of(wd)));
   int n = group_fields(opt, grp, f);
   for (int k = 0; k < n; k++) {
     snprintf(suffix, sizeof suffix, "param_groups.%d.%s", g, f[k].name);
@@ -202,6 +207,10 @@ int loom_optimizer_load_state_dict(loom_optimizer *opt, const loom_tensor_map *i
   for (int g = 0; g <= opt->n_groups; g++) {
     snprintf(suffix, sizeof suffix, "param_groups.%d.lr", g);
     bool has = optim_get_number(in, optim_key(key, sizeof key, prefix, suffix), &v);
+    const loom_tensor *raw = loom_map_get(in, key);
+    if (raw && !has)
+      return core_set_error(LOOM_ERR_INVALID, "optimizer_load_state_dict: %s is %s %s, not a float number", key,
+                            loom_dtype_name(loom_dtype_of(raw)), loom_shape_str(loom_shape_of(raw)));
     if (has != (g < opt->n_groups))
       return core_set_error(LOOM_ERR_INVALID, "optimizer_load_state_dict: the optimizer has %d param groups but %s is %s",
                             opt->n_groups, key, has ? "present" : "missing");
