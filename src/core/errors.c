@@ -1,14 +1,20 @@
 /* Thread-local last error. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "core/tensor_impl.h"
 
 static _Thread_local char err_msg[4096];
 static _Thread_local loom_status err_status;
 
+/* Formats into a scratch buffer first: a message may quote the current one
+ * (core_set_error(st, "...: %s", loom_last_error())), and vsnprintf into the
+ * buffer it reads from doubled and cut such messages. */
 static loom_status record(loom_status status, const char *fmt, va_list ap) {
-  vsnprintf(err_msg, sizeof err_msg, fmt, ap);
+  static _Thread_local char scratch[sizeof err_msg];
+  vsnprintf(scratch, sizeof scratch, fmt, ap);
+  memcpy(err_msg, scratch, sizeof err_msg);
   err_status = status;
   return status;
 }
