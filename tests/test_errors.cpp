@@ -220,6 +220,7 @@ TEST(Errors, DimsOutOfRange) {
   EXPECT_FAILS(loom_permute(x, dup_neg, 2), LOOM_ERR_INVALID, "permute");
   const int one[] = {0};
   EXPECT_FAILS(loom_permute(x, one, 1), LOOM_ERR_INVALID, "permute");
+  EXPECT_FAILS(loom_permute(x, nullptr, 2), LOOM_ERR_INVALID, "permute: the permutation is NULL");
   EXPECT_FAILS(loom_sum(x, dup, 2, false), LOOM_ERR_INVALID, "sum");
   EXPECT_FAILS(loom_flatten(x, 1, 0), LOOM_ERR_INVALID, "flatten");
   loom_tensor *s = loom_zeros(LOOM_SHAPE(), LOOM_F32, loom_cpu());

@@ -410,6 +410,8 @@ TEST(LayersErrors, BadInputNamesTheLayer) {
   EXPECT_ERROR_HAS("[2, 5]");
   EXPECT_FAILS_WITH(loom_forward(lin.m, loom_zeros(LOOM_SHAPE(2, 4), LOOM_F64, loom_cpu())), "Linear");
   EXPECT_ERROR_HAS("f64");
+  EXPECT_EQ(std::string(err()).find("inear: linear:"), std::string::npos) << err();  // the layer named once
+  EXPECT_EQ(std::string(err()).find("Linear"), 0u) << err();
   EXPECT_FAILS_WITH(loom_forward(lin.m, loom_zeros(LOOM_SHAPE(), LOOM_F32, loom_cpu())), "Linear");
   EXPECT_FAILS_WITH(loom_linear(T({1, 2}, LOOM_SHAPE(1, 2)), T({1, 2}, LOOM_SHAPE(1, 2)), T({1, 2}, LOOM_SHAPE(2))),
                     "linear: expected bias [1]");

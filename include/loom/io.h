@@ -25,7 +25,7 @@ int loom_map_meta_size(const loom_tensor_map *m);
 const char *loom_map_meta_key(const loom_tensor_map *m, int i);
 
 /* Writes m to path as safetensors (tensors copied to the host, names sorted as
- * the format's writers do). Written to "path.tmp", flushed, then renamed, so
+ * the format's writers do). Written to "path.tmp.<pid>", flushed, then renamed, so
  * an existing file is never left half-written. Returns 0 or an error status. */
 int loom_safetensors_save(const char *path, const loom_tensor_map *m);
 /* Reads and validates every field; tensors are placed on dev. NULL on error. */

@@ -218,7 +218,12 @@ static void permute_backward(core_node *n, const loom_tensor *g, loom_tensor **g
 
 loom_tensor *loom_permute(const loom_tensor *t, const int *dims, int ndims) {
   if (null_in("permute", t)) return NULL;
-  if (ndims != t->shape.ndim || (!dims && ndims)) {
+  if (!dims && ndims) {
+    core_set_error(LOOM_ERR_INVALID, "permute: the permutation is NULL (ndims %d, tensor of shape %s)", ndims,
+                   loom_shape_str(t->shape));
+    return NULL;
+  }
+  if (ndims != t->shape.ndim) {
     core_set_error(LOOM_ERR_INVALID, "permute: %d dims given for a %d-d tensor of shape %s", ndims, t->shape.ndim,
                    loom_shape_str(t->shape));
     return NULL;

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <ctype.h>
 #include <string.h>
 
 #include "loom/ops.h"
@@ -19,7 +20,12 @@ loom_tensor *nn_layer_error(const loom_module *m) {
   char msg[768];
   snprintf(msg, sizeof msg, "%s", loom_last_error());
   loom_status st = loom_last_status();
-  core_set_error(st ? st : LOOM_ERR_INVALID, "%s: %s", loom_module_type(m), msg);
+  const char *type = loom_module_type(m), *rest = msg;
+  size_t n = strlen(type), k = 0;
+  while (k < n && msg[k] && tolower((unsigned char)msg[k]) == tolower((unsigned char)type[k])) k++;
+  /* "linear: ..." from the functional form becomes "Linear: ...", not "Linear: linear: ..." */
+  if (k == n && msg[n] == ':') rest = msg[n + 1] == ' ' ? msg + n + 2 : msg + n + 1;
+  core_set_error(st ? st : LOOM_ERR_INVALID, "%s: %s", type, rest);
   return NULL;
 }
 
