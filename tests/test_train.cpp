@@ -284,7 +284,7 @@ INSTANTIATE_TEST_SUITE_P(Train, Signal, ::testing::Values(SIGINT, SIGTERM),
 TEST(Train, CheckpointsEveryNStepsKeepTheLastTwo) {
   TempDir dir;
   loom_trainer_opts o = quiet_opts();
-  std::string d = (dir.path / "sub").string();   // created on the first save
+  std::string d = (dir.path / "sub").string();   // created by loom_trainer_new
   o.checkpoint_dir = d.c_str();
   o.checkpoint_prefix = "run";
   o.checkpoint_every = 2;
@@ -306,6 +306,91 @@ TEST(Train, CheckpointsEveryNStepsKeepTheLastTwo) {
   TrainRun again(5, 40, o);
   EXPECT_EQ(loom_trainer_resume_latest(again.trainer), 1) << loom_last_error();
   EXPECT_EQ(loom_trainer_stats(again.trainer).step, 9);
+}
+
+// A corrupt or empty newest checkpoint is refused, naming the newest valid one;
+// resume_skip_corrupt resumes from that one.
+TEST(Train, CorruptNewestCheckpointNamesTheValidOne) {
+  TempDir dir;
+  loom_trainer_opts o = quiet_opts();
+  std::string d = dir.path.string();
+  o.checkpoint_dir = d.c_str();
+  o.checkpoint_every = 2;
+  o.keep = 5;
+  o.max_steps = 4;
+  {
+    TrainRun r(1, 40, o);
+    ASSERT_TRUE(r.ok());
+    ASSERT_EQ(loom_trainer_fit(r.trainer), LOOM_TRAIN_DONE) << loom_last_error();
+  }
+  std::string newest = d + "/ckpt-00000004.safetensors", valid = d + "/ckpt-00000002.safetensors";
+  for (bool empty : {true, false}) {
+    if (empty) {
+      FILE *f = fopen(newest.c_str(), "wb");
+      fclose(f);
+    } else {
+      fs::resize_file(newest, 100);  // truncated
+    }
+    TrainRun again(5, 40, o);
+    ASSERT_TRUE(again.ok());
+    EXPECT_LT(loom_trainer_resume_latest(again.trainer), 0);
+    EXPECT_THAT(loom_last_error(), HasSubstr("the newest checkpoint " + newest + " cannot be loaded"));
+    EXPECT_THAT(loom_last_error(), HasSubstr("the newest valid one is " + valid));
+    EXPECT_THAT(loom_last_error(), HasSubstr("--resume-skip-corrupt"));
+    EXPECT_EQ(loom_trainer_stats(again.trainer).step, 0);
+  }
+  loom_trainer_opts skip = o;
+  skip.resume_skip_corrupt = true;
+  TrainRun skipping(5, 40, skip);
+  ASSERT_TRUE(skipping.ok());
+  EXPECT_EQ(loom_trainer_resume_latest(skipping.trainer), 1) << loom_last_error();
+  EXPECT_EQ(loom_trainer_stats(skipping.trainer).step, 2);
+  EXPECT_STREQ(loom_trainer_last_checkpoint(skipping.trainer), valid.c_str());
+}
+
+// The checkpoint folder is made ready before training: parents created, an
+// unusable one refused at once, stale temporaries of killed saves removed.
+TEST(Train, CheckpointFolderIsCheckedBeforeTraining) {
+  TempDir dir;
+  loom_trainer_opts o = quiet_opts();
+  std::string nested = (dir.path / "a" / "b" / "c").string();
+  o.checkpoint_dir = nested.c_str();
+  {
+    TrainRun r(1, 16, o);
+    ASSERT_TRUE(r.ok()) << loom_last_error();
+    EXPECT_TRUE(fs::is_directory(nested));
+  }
+  std::string file = (dir.path / "plain_file").string();
+  FILE *f = fopen(file.c_str(), "wb");
+  fclose(f);
+  std::string under_file = file + "/ckpt";
+  o.checkpoint_dir = under_file.c_str();
+  {
+    TrainRun r(1, 16, o);
+    EXPECT_EQ(r.trainer, nullptr);
+    EXPECT_THAT(loom_last_error(), HasSubstr("cannot create the checkpoint folder '" + under_file + "'"));
+  }
+  // a temporary of a process that is gone goes; one of a live process (this one) stays
+  std::string stale = nested + "/ckpt-00000003.safetensors.tmp.999999999", live = nested +
+                      "/ckpt-00000004.safetensors.tmp." + std::to_string(getpid()), other = nested + "/notes.tmp.1";
+  for (const std::string &p : {stale, live, other}) {
+    FILE *g = fopen(p.c_str(), "wb");
+    fputs("x", g);
+    fclose(g);
+  }
+  o.checkpoint_dir = nested.c_str();
+  o.quiet = false;
+  FILE *log = tmpfile();
+  o.log = log;
+  {
+    TrainRun r(1, 16, o);
+    ASSERT_TRUE(r.ok()) << loom_last_error();
+  }
+  EXPECT_FALSE(fs::exists(stale));
+  EXPECT_TRUE(fs::exists(live));
+  EXPECT_TRUE(fs::exists(other));
+  EXPECT_THAT(read_all(log), HasSubstr("removed 1 stale temporary checkpoint file in " + nested));
+  fclose(log);
 }
 
 int stop_at_2(loom_trainer *, int64_t step, double loss, void *) { return step == 2 && std::isfinite(loss); }

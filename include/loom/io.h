@@ -88,6 +88,14 @@ int loom_checkpoint_rotate(const char *dir, const char *prefix, int keep);
 /* The newest DIR/PREFIX-<step>.safetensors into buf: 1 when found, 0 when
  * there is none (or DIR does not exist), a negative status on error. */
 int loom_checkpoint_latest(const char *dir, const char *prefix, char *buf, size_t size);
+/* The newest checkpoint that passes loom_checkpoint_check: 1 found (path in
+ * buf), 0 none, or a negative status. */
+int loom_checkpoint_latest_valid(const char *dir, const char *prefix, char *buf, size_t size);
+/* Makes dir ready for checkpoints: creates it and its parents, checks that a
+ * file can be written there, and removes the temporaries
+ * (PREFIX-*.safetensors.tmp.<pid>) of saves whose process is gone. Returns
+ * how many it removed, or a negative status. */
+int loom_checkpoint_prepare_dir(const char *dir, const char *prefix);
 
 #ifdef __cplusplus
 }

@@ -53,6 +53,8 @@ typedef struct loom_trainer_opts {
   int64_t checkpoint_every;      /* steps; 0 = at the end of every epoch only */
   int keep;                      /* checkpoints kept in DIR with PREFIX; 0 = 3, < 0 = all */
   const char *config;            /* free text stored in each checkpoint's metadata (may be NULL) */
+  bool resume_skip_corrupt;      /* loom_trainer_resume_latest: a corrupt newest checkpoint is skipped for the
+                                    newest valid one (otherwise refused, naming that one) */
   bool no_signal_handlers;       /* do not catch SIGINT / SIGTERM */
 } loom_trainer_opts;
 
@@ -66,7 +68,10 @@ typedef enum loom_train_status {
 const char *loom_train_status_name(loom_train_status s);
 
 /* Borrows model, opt, sched (may be NULL) and loader: they must outlive the
- * trainer. Options are copied (strings too). NULL + error on bad arguments. */
+ * trainer. Options are copied (strings too). NULL + error on bad arguments.
+ * With a checkpoint_dir the folder is prepared at once
+ * (loom_checkpoint_prepare_dir: created with its parents, checked writable,
+ * stale temporaries removed), so an unusable folder fails before training. */
 loom_trainer *loom_trainer_new(loom_module *model, loom_optimizer *opt, loom_scheduler *sched, loom_loader *loader,
                                const loom_trainer_opts *o);
 void loom_trainer_free(loom_trainer *t);

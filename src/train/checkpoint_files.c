@@ -1,5 +1,7 @@
 /* Checkpoint files in a folder: DIR/PREFIX-<step>.safetensors naming, finding
- * the newest and deleting all but the newest N. */
+ * the newest (valid) one, deleting all but the newest N, and preparing the
+ * folder (created with its parents, checked writable, stale temporaries of
+ * killed saves removed). */
 #define _POSIX_C_SOURCE 200809L
 #include "loom/io.h"
 #include "loom/runtime.h"
@@ -7,6 +9,9 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,4 +117,79 @@ int loom_checkpoint_latest(const char *dir, const char *prefix, char *buf, size_
   free_list(items, n > 0 ? n : 0);
   if (st) return -st;
   return n > 0 ? 1 : 0;
+}
+
+int loom_checkpoint_latest_valid(const char *dir, const char *prefix, char *buf, size_t size) {
+  if (!dir || !prefix || !buf || !size)
+    return -core_set_error(LOOM_ERR_INVALID, "loom_checkpoint_latest_valid: NULL dir, prefix or buffer");
+  found *items;
+  int n, hit = 0;
+  buf[0] = '\0';
+  int st = list(dir, prefix, &items, &n);
+  for (int i = 0; !st && !hit && i < n; i++) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, items[i].name);
+    if (loom_checkpoint_check(path, NULL) > 0) {
+      hit = 1;
+      if (snprintf(buf, size, "%s", path) >= (int)size)
+        st = core_set_error(LOOM_ERR_INVALID, "loom_checkpoint_latest_valid: '%s' does not fit %zu bytes", path, size);
+    }
+  }
+  loom_clear_error(); /* the refusals of the invalid ones are not this call's error */
+  free_list(items, n > 0 ? n : 0);
+  return st ? -st : hit;
+}
+
+/* mkdir -p: dir and its missing parents. */
+static int make_dirs(const char *dir) {
+  char path[4096];
+  if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
+    return core_set_error(LOOM_ERR_INVALID, "checkpoint folder '%s': path too long", dir);
+  for (char *p = path + 1; ; p++) {
+    bool end = *p == '\0';
+    if (*p == '/' || end) {
+      *p = '\0';
+      if (mkdir(path, 0777) != 0 && errno != EEXIST)
+        return core_set_error(LOOM_ERR_IO, "cannot create the checkpoint folder '%s' ('%s': %s)", dir, path,
+                              strerror(errno));
+      if (end) break;
+      *p = '/';
+    }
+  }
+  return LOOM_OK;
+}
+
+/* The pid of a temporary file PREFIX-<step>.safetensors.tmp.<pid>, or -1. */
+static long tmp_pid(const char *name, const char *prefix) {
+  const char *tag = strstr(name, SUFFIX ".tmp.");
+  size_t lp = strlen(prefix);
+  if (!tag || strncmp(name, prefix, lp) != 0 || name[lp] != '-') return -1;
+  const char *digits = tag + strlen(SUFFIX ".tmp.");
+  char *end;
+  long pid = strtol(digits, &end, 10);
+  return *digits && !*end && pid > 0 ? pid : -1;
+}
+
+int loom_checkpoint_prepare_dir(const char *dir, const char *prefix) {
+  if (!dir || !prefix) return -core_set_error(LOOM_ERR_INVALID, "loom_checkpoint_prepare_dir: NULL dir or prefix");
+  int st = make_dirs(dir);
+  if (st) return -st;
+  char probe[4096];
+  snprintf(probe, sizeof probe, "%s/.loom-write-test.%ld", dir, (long)getpid());
+  FILE *f = fopen(probe, "wb");
+  if (!f || fclose(f) != 0 || remove(probe) != 0)
+    return -core_set_error(LOOM_ERR_IO, "checkpoint folder '%s' is not writable (%s); checked before training, so "
+                           "nothing ran: pick another folder", dir, strerror(errno));
+  DIR *d = opendir(dir);
+  if (!d) return -core_set_error(LOOM_ERR_IO, "checkpoint folder '%s': %s", dir, strerror(errno));
+  int removed = 0;
+  for (struct dirent *e; (e = readdir(d));) {
+    long pid = tmp_pid(e->d_name, prefix);
+    if (pid < 0 || (kill((pid_t)pid, 0) != 0 ? errno != ESRCH : true)) continue; /* its save may still run */
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    if (remove(path) == 0) removed++;
+  }
+  closedir(d);
+  return removed;
 }

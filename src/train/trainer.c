@@ -105,6 +105,16 @@ loom_trainer *loom_trainer_new(loom_module *model, loom_optimizer *opt, loom_sch
   t->o.checkpoint_dir = t->dir;
   t->o.checkpoint_prefix = t->prefix;
   t->o.config = t->config;
+  if (t->dir) { /* before any training: a folder that cannot take a checkpoint is an error now, not after an epoch */
+    int removed = loom_checkpoint_prepare_dir(t->dir, t->prefix);
+    if (removed < 0) {
+      loom_trainer_free(t);
+      return NULL;
+    }
+    if (removed > 0)
+      say(t, "removed %d stale temporary checkpoint file%s in %s (left by saves that were killed)", removed,
+          removed > 1 ? "s" : "", t->dir);
+  }
   return t;
 }
 
@@ -174,9 +184,24 @@ int loom_trainer_resume(loom_trainer *t, const char *path) {
 
 int loom_trainer_resume_latest(loom_trainer *t) {
   if (!t || !t->dir) return -core_set_error(LOOM_ERR_INVALID, "loom_trainer_resume_latest: no checkpoint_dir");
-  char path[4096];
+  char path[4096], valid[4096];
   int found = loom_checkpoint_latest(t->dir, t->prefix, path, sizeof path);
   if (found <= 0) return found;
+  if (loom_checkpoint_check(path, NULL) <= 0) { /* the newest is corrupt, truncated or empty */
+    char why[1024];
+    snprintf(why, sizeof why, "%s", loom_last_error());
+    int ok = loom_checkpoint_latest_valid(t->dir, t->prefix, valid, sizeof valid);
+    if (ok < 0) return ok;
+    if (!ok)
+      return -core_set_error(LOOM_ERR_IO, "the newest checkpoint %s cannot be loaded (%s), and no older one in %s "
+                             "is valid", path, why, t->dir);
+    if (!t->o.resume_skip_corrupt)
+      return -core_set_error(LOOM_ERR_IO, "the newest checkpoint %s cannot be loaded (%s); the newest valid one is "
+                             "%s: resume from it with resume_skip_corrupt (--resume-skip-corrupt) or "
+                             "loom_trainer_resume", path, why, valid);
+    say(t, "skipping the newest checkpoint %s: %s", path, why);
+    snprintf(path, sizeof path, "%s", valid);
+  }
   int st = loom_trainer_resume(t, path);
   return st ? -st : 1;
 }
