@@ -231,6 +231,22 @@ TEST(Train, NaNGradientIsNamed) {
   EXPECT_EQ(r.params(), before);
 }
 
+// A learning rate far too high: the loss overflows; the message says what
+// usually causes it, and the trainer leaves printing it to the caller (once).
+TEST(Train, DivergingLossSaysWhyOnce) {
+  loom_trainer_opts o = quiet_opts();
+  o.quiet = false;
+  FILE *log = tmpfile();
+  o.log = log;
+  o.log_every = -1;
+  TrainRun r(1, 400, o, false, 1e30);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(loom_trainer_fit(r.trainer), LOOM_TRAIN_NONFINITE);
+  EXPECT_THAT(loom_last_error(), HasSubstr("learning rate too high"));
+  EXPECT_THAT(read_all(log), ::testing::Not(HasSubstr("training stopped")));
+  fclose(log);
+}
+
 int signal_to_raise = SIGINT;
 int raise_at_3(loom_trainer *, int64_t step, double, void *) {
   if (step == 3) raise(signal_to_raise);

@@ -241,10 +241,11 @@ static step_result nonfinite_stop(loom_trainer *t, double loss) {
   if (r < 0) return STEP_FAIL;
   if (r == 0 && isfinite(loss)) return STEP_OK;
   loom_optimizer_zero_grad(t->opt);
-  core_set_error(LOOM_ERR_INVALID, "training stopped at epoch %" PRId64 ", step %" PRId64 " before the update: %s%s%s",
-                 t->epoch + 1, t->step + 1, isfinite(loss) ? "" : isnan(loss) ? "loss is NaN" : "loss is Inf",
-                 r && !isfinite(loss) ? "; " : r ? "" : " (parameters are finite: the batch or the loss made it)",
-                 r ? what : "");
+  core_set_error(LOOM_ERR_INVALID, "training stopped at epoch %" PRId64 ", step %" PRId64 " before the update: %s%s%s. "
+                 "This usually means a learning rate too high for the model (try a smaller one), a loss scale "
+                 "too large, or NaN / Inf in the data", t->epoch + 1, t->step + 1,
+                 isfinite(loss) ? "" : isnan(loss) ? "loss is NaN" : "loss is Inf",
+                 r && !isfinite(loss) ? "; " : r ? "" : " (the parameters are still finite)", r ? what : "");
   return STEP_NONFINITE;
 }
 
@@ -322,10 +323,7 @@ static loom_train_status epoch_steps(loom_trainer *t) {
     step_result r = one_step(t);
     if (r == STEP_END) break;
     if (r == STEP_FAIL) return LOOM_TRAIN_FAILED;
-    if (r == STEP_NONFINITE) {
-      say(t, "%s", loom_last_error());
-      return LOOM_TRAIN_NONFINITE;
-    }
+    if (r == STEP_NONFINITE) return LOOM_TRAIN_NONFINITE; /* the caller prints loom_last_error(): once */
     int stop = t->o.on_step ? t->o.on_step(t, t->step, t->loss_sum / (double)t->seen, t->o.step_user) : 0;
     if (stop_signal) return interrupted(t);
     if (stop) return LOOM_TRAIN_STOPPED;
