@@ -185,6 +185,28 @@ TEST(Checkpoint, ModelOnlyLoadAndOptionalParts) {
   EXPECT_EQ(model_values(c.model), before);
 }
 
+// loom_module_load recognises a training checkpoint and loads its model part
+// (it listed every model.* key as unexpected before); a corrupt one is refused.
+TEST(Checkpoint, ModuleLoadTakesTheModelPartOfACheckpoint) {
+  TempDir dir;
+  std::string path = dir.file("a.safetensors");
+  Parts a(1);
+  a.train(2);
+  ASSERT_EQ(loom_checkpoint_save(path.c_str(), a.model, a.opt, a.sched, a.scaler, a.loader, nullptr), LOOM_OK);
+  Parts b(2);
+  ASSERT_NE(model_values(b.model), model_values(a.model));
+  ASSERT_EQ(loom_module_load(b.model, path.c_str(), true), LOOM_OK) << loom_last_error();
+  EXPECT_EQ(model_values(b.model), model_values(a.model));
+  std::string bytes = slurp(path);
+  bytes[bytes.size() - 3] ^= 0x40;
+  spit(path, bytes);
+  Parts c(3);
+  auto before = model_values(c.model);
+  EXPECT_EQ(loom_module_load(c.model, path.c_str(), true), LOOM_ERR_IO);
+  EXPECT_THAT(loom_last_error(), HasSubstr("checksum mismatch"));
+  EXPECT_EQ(model_values(c.model), before);
+}
+
 TEST(Checkpoint, AnotherModelIsRefusedByKeyAndShape) {
   TempDir dir;
   std::string path = dir.file("a.safetensors");

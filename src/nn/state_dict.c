@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loom/io.h"
 #include "nn/module_impl.h"
 
 typedef struct sd_ctx {
@@ -136,10 +137,33 @@ int loom_module_save(const loom_module *m, const char *path) {
   return st;
 }
 
+/* A training checkpoint's model part (its "model." tensors, the prefix
+ * stripped), after the checkpoint's own checks; NULL + error otherwise. */
+static loom_tensor_map *checkpoint_model_part(const char *path, const loom_tensor_map *all) {
+  if (loom_checkpoint_check(path, NULL) < 0) return NULL;
+  loom_tensor_map *part = loom_map_new();
+  for (int i = 0; part && i < loom_map_size(all); i++) {
+    const char *name = loom_map_name(all, i);
+    if (strncmp(name, "model.", 6) == 0 && loom_map_set(part, name + 6, loom_map_get(all, name)) != LOOM_OK) {
+      loom_map_free(part);
+      return NULL;
+    }
+  }
+  if (!part) core_set_error(LOOM_ERR_OOM, "module_load: out of host memory");
+  return part;
+}
+
 int loom_module_load(loom_module *m, const char *path, bool strict) {
   if (!m || !path) return core_null_error("module_load: module or path is NULL");
   loom_tensor_map *sd = loom_safetensors_load(path, loom_cpu());
   if (!sd) return loom_last_status();
+  const char *format = loom_map_get_meta(sd, "format");
+  if (format && strcmp(format, "loom-checkpoint") == 0) { /* a training checkpoint: its model part */
+    loom_tensor_map *part = checkpoint_model_part(path, sd);
+    loom_map_free(sd);
+    if (!part) return loom_last_status();
+    sd = part;
+  }
   int st = loom_module_load_state_dict(m, sd, strict);
   loom_map_free(sd);
   return st;
