@@ -6,6 +6,7 @@
  *   seed_cnn [--epochs N] [--batch-size N] [--lr X] [--momentum X]
  *            [--device cpu|cuda[:N]] [--data DIR] [--limit N] [--seed N]
  *            [--checkpoint DIR] [--log-every N] [--resume] [--resume-skip-corrupt]
+ *            [--resume-any-config]
  *
  * Trains with the loom_trainer helper (loom/train.h): progress lines, NaN /
  * Inf checks, a checkpoint at the end of every epoch (model, optimiser, RNG,
@@ -26,7 +27,7 @@ static const float PIXEL_MEAN = 0.2860f, PIXEL_STD = 0.3530f; /* Fashion-MNIST t
 
 typedef struct options {
   const char *data, *device, *checkpoint;
-  int epochs, log_every, resume, skip_corrupt;
+  int epochs, log_every, resume, skip_corrupt, any_config;
   long batch_size, limit;
   double lr, momentum;
   unsigned long seed;
@@ -38,12 +39,13 @@ static void usage(FILE *to) {
   fprintf(to,
           "usage: seed_cnn [--epochs N] [--batch-size N] [--lr X] [--momentum X] [--device cpu|cuda[:N]]\n"
           "                [--data DIR] [--limit N] [--seed N] [--checkpoint DIR] [--log-every N] [--resume]\n"
-          "                [--resume-skip-corrupt]\n"
+          "                [--resume-skip-corrupt] [--resume-any-config]\n"
           "defaults: --epochs 10 on a GPU, 3 on the CPU; --batch-size 64 --lr 0.01 --momentum 0.9\n"
           "          --device cuda when a GPU is visible, else cpu; --data /usr/share/datasets/fashion-mnist\n"
           "          --checkpoint checkpoints; --limit 0 (all 60000 training images); --log-every 100\n"
           "--resume continues from the newest checkpoint in the --checkpoint folder (same flags);\n"
-          "  a corrupt newest one is refused, naming the newest valid one: --resume-skip-corrupt uses it.\n"
+          "  a corrupt newest one is refused, naming the newest valid one: --resume-skip-corrupt uses it;\n"
+          "  one written with other settings is refused, naming them: --resume-any-config carries on.\n"
           "SIGINT / SIGTERM save a checkpoint at the next step boundary and stop.\n");
 }
 
@@ -53,6 +55,7 @@ static int parse_args(int argc, char **argv, options *o) {
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); exit(0); }
     if (!strcmp(a, "--resume")) { o->resume = 1; continue; }
     if (!strcmp(a, "--resume-skip-corrupt")) { o->resume = o->skip_corrupt = 1; continue; }
+    if (!strcmp(a, "--resume-any-config")) { o->resume = o->any_config = 1; continue; }
     if (i + 1 >= argc) {
       fprintf(stderr, "seed_cnn: unknown option or missing value: %s\n", a);
       return -1;
@@ -130,7 +133,7 @@ static int latency(loom_module *net, const loom_dataset *test, loom_device dev, 
 
 int main(int argc, char **argv) {
   t_program = ex_now();
-  options o = {"/usr/share/datasets/fashion-mnist", NULL, "checkpoints", 0, 100, 0, 0, 64, 0, 0.01, 0.9, 1};
+  options o = {"/usr/share/datasets/fashion-mnist", NULL, "checkpoints", 0, 100, 0, 0, 0, 64, 0, 0.01, 0.9, 1};
   if (parse_args(argc, argv, &o)) { usage(stderr); return 2; }
   loom_device dev;
   int dev_status = ex_device(PROG, o.device, 0, &dev);
@@ -182,7 +185,7 @@ int main(int argc, char **argv) {
            "--data %s", o.epochs, o.batch_size, o.lr, o.momentum, o.limit, o.seed, o.data);
   loom_trainer_opts to = {.epochs = o.epochs, .log_every = o.log_every, .check_every = 100,
                           .checkpoint_dir = o.checkpoint, .checkpoint_prefix = "seed_cnn", .config = config,
-                          .resume_skip_corrupt = o.skip_corrupt};
+                          .resume_skip_corrupt = o.skip_corrupt, .resume_any_config = o.any_config};
   trainer = loom_trainer_new(net, opt, NULL, loader, &to);
   if (!trainer) goto fail;
   if (o.resume) {

@@ -364,6 +364,46 @@ TEST(Train, CorruptNewestCheckpointNamesTheValidOne) {
   EXPECT_STREQ(loom_trainer_last_checkpoint(skipping.trainer), valid.c_str());
 }
 
+// Resuming a checkpoint of a run with another shape of work or other flags is
+// refused, naming each difference; resume_any_config carries on.
+TEST(Train, ResumeWithOtherSettingsIsRefused) {
+  TempDir dir;
+  loom_trainer_opts o = quiet_opts();
+  std::string d = dir.path.string();
+  o.checkpoint_dir = d.c_str();
+  o.max_steps = 2;
+  o.config = "prog --lr 0.01 --momentum 0.9 --nesterov";
+  {
+    TrainRun r(1, 40, o);
+    ASSERT_TRUE(r.ok());
+    ASSERT_EQ(loom_trainer_fit(r.trainer), LOOM_TRAIN_DONE) << loom_last_error();
+  }
+  loom_trainer_opts other = o;
+  other.epochs = 7;
+  other.config = "prog --lr 0.1 --momentum 0.9 --seed 3";
+  TrainRun again(1, 24, other);
+  ASSERT_TRUE(again.ok());
+  EXPECT_LT(loom_trainer_resume_latest(again.trainer), 0);
+  for (const char *part : {"written by a run with other settings", "dataset length 40 (now 24)", "epochs 100 (now 7)",
+                           "--lr 0.01 (now 0.1)", "--nesterov on (now (unset))", "--seed (unset) (now 3)",
+                           "--resume-any-config"})
+    EXPECT_THAT(loom_last_error(), HasSubstr(part));
+  EXPECT_THAT(loom_last_error(), ::testing::Not(HasSubstr("--momentum")));
+  EXPECT_EQ(loom_trainer_stats(again.trainer).step, 0);
+  other.resume_any_config = true;
+  TrainRun anyway(1, 24, other);
+  ASSERT_TRUE(anyway.ok());
+  EXPECT_EQ(loom_trainer_resume_latest(anyway.trainer), 1) << loom_last_error();
+  EXPECT_EQ(loom_trainer_stats(anyway.trainer).step, 2);
+  // the shape of work is in the checkpoint's metadata
+  loom_checkpoint_meta meta;
+  ASSERT_GT(loom_checkpoint_check((d + "/ckpt-00000002.safetensors").c_str(), &meta), 0);
+  EXPECT_EQ(meta.batch_size, 8);
+  EXPECT_EQ(meta.dataset_len, 40);
+  EXPECT_EQ(meta.world_size, 1);
+  EXPECT_EQ(meta.epochs, 100);
+}
+
 // The checkpoint folder is made ready before training: parents created, an
 // unusable one refused at once, stale temporaries of killed saves removed.
 TEST(Train, CheckpointFolderIsCheckedBeforeTraining) {

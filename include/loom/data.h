@@ -135,6 +135,10 @@ bool loom_loader_next(loom_loader *l, loom_tensor **x, loom_tensor **y);
 /* Batches per epoch on this rank, and samples per epoch on this rank. */
 int64_t loom_loader_num_batches(const loom_loader *l);
 int64_t loom_loader_num_samples(const loom_loader *l);
+/* The run's shape of work as the loader sees it (checkpoints record it):
+ * batch size, the whole dataset's length and the world size. */
+typedef struct loom_loader_shape { int64_t batch_size, dataset_len, world_size; } loom_loader_shape;
+loom_loader_shape loom_loader_work_shape(const loom_loader *l);
 
 /* Where the loader stands, for checkpoints: the batch that next() returns next. */
 typedef struct loom_loader_pos { int64_t epoch, batch; } loom_loader_pos;

@@ -59,6 +59,9 @@ typedef struct loom_checkpoint_meta {
   char model_type[64];       /* loom_module_type of the saved model */
   char optimizer[32];        /* loom_optimizer_name, "" when none was saved */
   int version;               /* format_version */
+  /* The run's shape of work (0 = not recorded; save stores what is set):
+   * metadata run_batch_size, run_dataset_len, run_world_size, run_epochs. */
+  int64_t batch_size, dataset_len, world_size, epochs;
 } loom_checkpoint_meta;
 
 /* Writes a checkpoint of model (required) and of optimizer, scheduler,

@@ -55,6 +55,8 @@ typedef struct loom_trainer_opts {
   const char *config;            /* free text stored in each checkpoint's metadata (may be NULL) */
   bool resume_skip_corrupt;      /* loom_trainer_resume_latest: a corrupt newest checkpoint is skipped for the
                                     newest valid one (otherwise refused, naming that one) */
+  bool resume_any_config;        /* resume even when the checkpoint's run had another batch size, dataset length,
+                                    world size, epochs or config flags (otherwise refused, naming each) */
   bool no_signal_handlers;       /* do not catch SIGINT / SIGTERM */
 } loom_trainer_opts;
 

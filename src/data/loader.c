@@ -428,3 +428,9 @@ loom_loader_pos loom_loader_position(const loom_loader *l) {
 
 int64_t loom_loader_num_batches(const loom_loader *l) { return l ? l->nbatches : 0; }
 int64_t loom_loader_num_samples(const loom_loader *l) { return l ? l->per_rank : 0; }
+
+loom_loader_shape loom_loader_work_shape(const loom_loader *l) {
+  loom_loader_shape s = {0, 0, 0};
+  if (l) s = (loom_loader_shape){l->o.batch_size, l->ds->length, l->o.world_size > 0 ? l->o.world_size : 1};
+  return s;
+}

@@ -137,6 +137,11 @@ static int build_checkpoint(loom_tensor_map *m, const loom_module *model, const 
   if (!st) st = loom_map_set_meta(m, "model_type", loom_module_type(model));
   if (!st && opt) st = loom_map_set_meta(m, "optimizer", loom_optimizer_name(opt));
   if (!st) st = loom_map_set_meta(m, "config", meta ? meta->config : "");
+  const char *run_keys[4] = {"run_batch_size", "run_dataset_len", "run_world_size", "run_epochs"};
+  const int64_t run_vals[4] = {meta ? meta->batch_size : 0, meta ? meta->dataset_len : 0,
+                               meta ? meta->world_size : 0, meta ? meta->epochs : 0};
+  for (int k = 0; k < 4 && !st; k++)
+    if (run_vals[k] > 0) st = add_meta_i64(m, run_keys[k], run_vals[k]);
   uLong crc = 0;
   if (!st) st = map_checksum(m, LOOM_CHECKPOINT_VERSION, &crc);
   if (!st) {
@@ -205,6 +210,16 @@ static int verify(const loom_tensor_map *m, const char *path, loom_checkpoint_me
   if (strcmp(text, sum) != 0)
     return core_set_error(LOOM_ERR_IO, "checkpoint '%s': checksum mismatch (stored %s, contents give %s): "
                           "the file is corrupt", path, sum, text);
+  const char *run_keys[4] = {"run_batch_size", "run_dataset_len", "run_world_size", "run_epochs"};
+  int64_t *run_vals[4] = {&meta.batch_size, &meta.dataset_len, &meta.world_size, &meta.epochs};
+  for (int k = 0; k < 4; k++) {
+    if (!loom_map_get_meta(m, run_keys[k])) continue; /* older files did not record it */
+    bool good = true;
+    *run_vals[k] = meta_i64(m, run_keys[k], &good);
+    if (!good || *run_vals[k] < 1)
+      return core_set_error(LOOM_ERR_IO, "checkpoint '%s': metadata %s is not a positive number (corrupt)", path,
+                            run_keys[k]);
+  }
   const char *s;
   if ((s = loom_map_get_meta(m, "config"))) snprintf(meta.config, sizeof meta.config, "%s", s);
   if ((s = loom_map_get_meta(m, "model_type"))) snprintf(meta.model_type, sizeof meta.model_type, "%s", s);

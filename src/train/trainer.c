@@ -156,7 +156,9 @@ int loom_trainer_save(loom_trainer *t, const char *path) {
     if (st) return st;
     path = own;
   }
-  loom_checkpoint_meta meta = {.step = t->step, .epoch = t->epoch};
+  loom_loader_shape ws = loom_loader_work_shape(t->loader);
+  loom_checkpoint_meta meta = {.step = t->step, .epoch = t->epoch, .batch_size = ws.batch_size,
+                               .dataset_len = ws.dataset_len, .world_size = ws.world_size, .epochs = t->o.epochs};
   snprintf(meta.config, sizeof meta.config, "%s", t->config);
   int st = loom_checkpoint_save(path, t->model, t->opt, t->sched, t->o.scaler, t->loader, &meta);
   if (st) return st;
@@ -167,10 +169,66 @@ int loom_trainer_save(loom_trainer *t, const char *path) {
   return LOOM_OK;
 }
 
+/* The value of --flag in a config text: the next word, "on" for a flag
+ * followed by another flag or by nothing, "(unset)" when absent. */
+static void flag_value(const char *text, const char *flag, char *out, size_t size) {
+  size_t n = strlen(flag);
+  snprintf(out, size, "(unset)");
+  for (const char *p = strstr(text, flag); p; p = strstr(p + 1, flag)) {
+    if ((p != text && p[-1] != ' ') || (p[n] != ' ' && p[n] != '\0')) continue;
+    const char *v = p + n;
+    while (*v == ' ') v++;
+    if (!*v || strncmp(v, "--", 2) == 0) snprintf(out, size, "on");
+    else snprintf(out, size, "%.*s", (int)strcspn(v, " "), v);
+    return;
+  }
+}
+
+/* The flags of a saved config whose values differ from the current config's,
+ * appended to out ("--lr 0.01 (now 0.1)"), both ways. */
+static void config_diff(const char *saved, const char *now, char *out, size_t size) {
+  const char *texts[2] = {saved, now};
+  for (int side = 0; side < 2; side++)
+    for (const char *p = strstr(texts[side], "--"); p; p = strstr(p + 2, "--")) {
+      if (p != texts[side] && p[-1] != ' ') continue;
+      char flag[128], was[256], is[256];
+      snprintf(flag, sizeof flag, "%.*s", (int)strcspn(p, " "), p);
+      flag_value(saved, flag, was, sizeof was);
+      flag_value(now, flag, is, sizeof is);
+      if (strcmp(was, is) == 0 || (side == 1 && strcmp(was, "(unset)") != 0)) continue; /* once per flag */
+      size_t len = strlen(out);
+      snprintf(out + len, size - len, "%s%s %s (now %s)", len ? ", " : "", flag, was, is);
+    }
+}
+
+/* Refuses a checkpoint of a run with another shape of work or settings,
+ * naming each difference (unless resume_any_config). */
+static int check_same_run(loom_trainer *t, const char *path) {
+  loom_checkpoint_meta meta;
+  if (t->o.resume_any_config || loom_checkpoint_check(path, &meta) < 0) return LOOM_OK; /* load reports a bad file */
+  loom_loader_shape ws = loom_loader_work_shape(t->loader);
+  const char *names[4] = {"batch size", "dataset length", "world size", "epochs"};
+  const int64_t saved[4] = {meta.batch_size, meta.dataset_len, meta.world_size, meta.epochs},
+                now[4] = {ws.batch_size, ws.dataset_len, ws.world_size, t->o.epochs};
+  char diff[2048] = "";
+  for (int k = 0; k < 4; k++)
+    if (saved[k] > 0 && saved[k] != now[k]) {
+      size_t len = strlen(diff);
+      snprintf(diff + len, sizeof diff - len, "%s%s %" PRId64 " (now %" PRId64 ")", len ? ", " : "", names[k],
+               saved[k], now[k]);
+    }
+  if (meta.config[0] && t->config[0]) config_diff(meta.config, t->config, diff, sizeof diff);
+  if (!diff[0]) return LOOM_OK;
+  return core_set_error(LOOM_ERR_INVALID, "checkpoint %s was written by a run with other settings: %s. Resume with "
+                        "the same settings, or set resume_any_config (--resume-any-config) to carry on with the "
+                        "new ones (the checkpoint's optimiser state, learning rate included, still wins)", path, diff);
+}
+
 int loom_trainer_resume(loom_trainer *t, const char *path) {
   if (!t || !path) return core_set_error(LOOM_ERR_INVALID, "loom_trainer_resume: NULL %s", !t ? "trainer" : "path");
   loom_checkpoint_meta meta;
-  int st = loom_checkpoint_load(path, t->model, t->opt, t->sched, t->o.scaler, t->loader, &meta);
+  int st = check_same_run(t, path);
+  if (!st) st = loom_checkpoint_load(path, t->model, t->opt, t->sched, t->o.scaler, t->loader, &meta);
   if (st) return st;
   t->step = t->saved_step = meta.step;
   t->epoch = loom_loader_position(t->loader).epoch;
