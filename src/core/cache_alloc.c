@@ -12,6 +12,7 @@
 #include "core/cache_alloc.h"
 
 #include <pthread.h>
+#include <sys/resource.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -270,9 +271,16 @@ static void oom_message(core_cache *c, char *msg, size_t size, size_t nbytes) {
   format_bytes(pk, sizeof pk, c->peak);
   if (c->raw.free_bytes) format_bytes(fr, sizeof fr, c->raw.free_bytes(c->raw.ctx));
   if (c->limit) format_bytes(lim, sizeof lim, c->limit);
-  snprintf(msg, size, "%s: out of memory allocating %s (reserved %s, allocated %s, peak %s%s%s%s%s)",
+  char as[96] = ""; /* host memory: a process limit, not the machine, is often what bites */
+  struct rlimit r;
+  if (c->raw.host_memory && getrlimit(RLIMIT_AS, &r) == 0 && r.rlim_cur != RLIM_INFINITY) {
+    char v[32];
+    format_bytes(v, sizeof v, (size_t)r.rlim_cur);
+    snprintf(as, sizeof as, ", process address-space limit %s (ulimit -v)", v);
+  }
+  snprintf(msg, size, "%s: out of memory allocating %s (reserved %s, allocated %s, peak %s%s%s%s%s%s)",
            c->raw.name ? c->raw.name : "pool", req, res, al, pk, fr[0] ? ", free " : "", fr,
-           lim[0] ? ", limit " : "", lim);
+           lim[0] ? ", limit " : "", lim, as);
 }
 
 /* ---- the interface ---- */

@@ -105,7 +105,7 @@ static loom_status get_geom(const core_kctx *k, geom *g) {
     if (get_geom(k, &g)) return loom_last_status();                                                           \
     const CPU_T_##d *x = core_ptr(k->in[0]), *w = core_ptr(k->in[1]);                                         \
     CPU_T_##d *y = core_ptr(k->out[0]);                                                                       \
-    int nth = g.N > 1 ? cpu_threads() : 1;                                                                    \
+    int nth = g.N > 1 ? cpu_blas_threads(cpu_threads()) : 1;                                                                    \
     if (nth > g.N) nth = g.N > 0 ? (int)g.N : 1;                                                              \
     CPU_T_##d *cols = g.direct ? NULL : malloc((size_t)(nth * g.K * g.L) * sizeof *cols + 1);                 \
     if (!g.direct && !cols) return core_set_error(LOOM_ERR_OOM, "conv2d: out of host memory for columns");    \
@@ -127,7 +127,7 @@ static loom_status get_geom(const core_kctx *k, geom *g) {
     if (get_geom(k, &g)) return loom_last_status();                                                           \
     const CPU_T_##d *gy = core_ptr(k->in[0]), *w = core_ptr(k->in[1]);                                        \
     CPU_T_##d *gx = core_ptr(k->out[0]);                                                                      \
-    int nth = g.N > 1 ? cpu_threads() : 1;                                                                    \
+    int nth = g.N > 1 ? cpu_blas_threads(cpu_threads()) : 1;                                                                    \
     if (nth > g.N) nth = g.N > 0 ? (int)g.N : 1;                                                              \
     CPU_T_##d *cols = g.direct ? NULL : malloc((size_t)(nth * g.K * g.L) * sizeof *cols + 1);                 \
     if (!g.direct && !cols) return core_set_error(LOOM_ERR_OOM, "conv2d_backward_input: out of host memory"); \
@@ -151,7 +151,7 @@ static loom_status get_geom(const core_kctx *k, geom *g) {
     if (get_geom(k, &g)) return loom_last_status();                                                           \
     const CPU_T_##d *gy = core_ptr(k->in[0]), *x = core_ptr(k->in[1]);                                        \
     CPU_T_##d *gw = core_ptr(k->out[0]);                                                                      \
-    int nth = g.N > 1 ? cpu_threads() : 1;                                                                    \
+    int nth = g.N > 1 ? cpu_blas_threads(cpu_threads()) : 1;                                                                    \
     if (nth > g.N) nth = g.N > 0 ? (int)g.N : 1;                                                              \
     const int64_t wsize = g.Co * g.K, csize = g.direct ? 0 : g.K * g.L;                                       \
     /* per thread: a partial weight gradient (thread 0 writes gw itself) and a column buffer */              \

@@ -43,6 +43,9 @@ static inline int cpu_threads(void) {
   int n = core_num_threads();
   return n > 0 ? n : 1;
 }
+/* The threads (<= want, >= 1) a parallel region of BLAS calls may use: those
+ * whose OpenBLAS buffers fit the address-space limit (src/cpu/blas_room.c). */
+int cpu_blas_threads(int want);
 
 /* Stores element i of a contiguous buffer of dtype dt, converting from double / int64. */
 void cpu_put_f64(void *base, loom_dtype dt, int64_t i, double v);
