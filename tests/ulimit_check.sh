@@ -16,7 +16,7 @@ OMP_NUM_THREADS=2 "$prog" --device cpu --limit 1000 --epochs 1 --data "$data" --
   --log-every 1 > "$work/probe.txt" 2>&1 &
 pid=$!
 vm=0
-for i in $(seq 1 100); do
+for i in $(seq 1 300); do
   if grep -q "step 3/" "$work/probe.txt" 2>/dev/null; then
     vm=$(awk '/^VmPeak:/ {print $2}' "/proc/$pid/status" 2>/dev/null)
     break
