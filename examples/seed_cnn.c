@@ -1,6 +1,6 @@
-/* The seed CNN of SPEC section 4 trained on Fashion-MNIST like the seed
- * article: SGD lr 0.01, batch 64, cross-entropy, 10 epochs on a GPU (3 on the
- * CPU by default). Momentum is 0.9 by default: the article's plain SGD
+/* The seed CNN (the main job) trained on Fashion-MNIST with the reference
+ * recipe: SGD lr 0.01, batch 64, cross-entropy, 10 epochs on a GPU (3 on the
+ * CPU by default). Momentum is 0.9 by default: the recipe's plain SGD
  * (--momentum 0) reaches 87.7 % after 10 epochs, momentum 0.9 90.7 %.
  *
  *   seed_cnn [--epochs N] [--batch-size N] [--lr X] [--momentum X]

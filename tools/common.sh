@@ -12,6 +12,12 @@ LOOM_PACKAGES=(cmake build-essential libopenblas-dev libopenblas-openmp-dev libc
 # Installs the packages of LOOM_PACKAGES that are missing (apt-get update first).
 loom_install_deps() {
   local missing=() p
+  if ! command -v dpkg-query > /dev/null || ! command -v apt-get > /dev/null; then
+    echo "== packages: not a Debian or Ubuntu system (no dpkg-query / apt-get): install by hand CMake, a C11 and"
+    echo "   C++17 compiler, OpenBLAS (its OpenMP build), cJSON, zlib and GoogleTest, and for the main job the"
+    echo "   Fashion-MNIST IDX files in /usr/share/datasets/fashion-mnist (or pass --data DIR); carrying on"
+    return 0
+  fi
   for p in "${LOOM_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
