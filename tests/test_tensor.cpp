@@ -548,3 +548,29 @@ TEST(Print, DoesNotCrash) {
   for (const char *label : {"small_matrix", "long_vector", "cube", "scalar", "flags", "empty"})
     EXPECT_NE(out.find(label), std::string::npos) << label;
 }
+
+// A handle released twice, or used after the scope that owned it ended, meets
+// a clear error (it was a heap use-after-free, silent outside ASan).
+TEST(TensorLifetime, FreedHandlesAreRefused) {
+  loom_scope_begin();
+  loom_tensor *gone = loom_ones(LOOM_SHAPE(2, 2), LOOM_F32, loom_cpu());
+  loom_scope_end();  // gone is freed here
+  loom_clear_error();
+  EXPECT_EQ(loom_add(gone, gone), nullptr);
+  EXPECT_NE(std::string(loom_last_error()).find("was already freed"), std::string::npos) << loom_last_error();
+  EXPECT_EQ(loom_add_scalar(gone, 1), nullptr);
+  EXPECT_EQ(loom_transpose(gone, 0, 1), nullptr);
+  EXPECT_NE(std::string(loom_last_error()).find("transpose"), std::string::npos) << loom_last_error();
+  EXPECT_EQ(loom_sum(gone, nullptr, 0, false), nullptr);
+  loom_clear_error();
+  loom_release(gone);  // a second release: refused, nothing freed twice
+  EXPECT_NE(std::string(loom_last_error()).find("loom_release"), std::string::npos) << loom_last_error();
+  int64_t live = loom_live_tensors();
+  loom_tensor *t = loom_ones(LOOM_SHAPE(3), LOOM_F32, loom_cpu());  // outside any scope: the caller owns it
+  loom_release(t);
+  EXPECT_EQ(loom_live_tensors(), live);
+  loom_clear_error();
+  loom_release(t);
+  EXPECT_NE(std::string(loom_last_error()).find("already freed"), std::string::npos) << loom_last_error();
+  EXPECT_EQ(loom_live_tensors(), live);
+}

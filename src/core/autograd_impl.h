@@ -60,6 +60,7 @@ loom_tensor *core_expand_to(const loom_tensor *t, loom_shape s);     /* stride-0
 #define CORE_CHECK_NULL1(op, a)                                                         \
   do {                                                                                  \
     if (!(a)) { core_null_error("%s: input is NULL", op); return NULL; }                  \
+    if (core_freed_handle(op, a)) return NULL;                                          \
   } while (0)
 
 #endif

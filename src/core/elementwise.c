@@ -288,6 +288,7 @@ static loom_tensor *binary(core_op op, core_backward_fn bw, int n_save, const lo
     core_null_error("%s: %s input is NULL", name, a ? "second" : "first");
     return NULL;
   }
+  if (core_freed_handle(name, a) || core_freed_handle(name, b)) return NULL;
   if (!core_check_same_device(name, a, b)) return NULL;
   loom_shape s;
   if (!core_broadcast_shapes(name, a->shape, b->shape, &s)) return NULL;
@@ -342,6 +343,7 @@ static loom_tensor *with_scalar(loom_tensor *(*fn)(const loom_tensor *, const lo
     core_null_error("%s: input is NULL", name);
     return NULL;
   }
+  if (core_freed_handle(name, a)) return NULL;
   bool integral = isfinite(s) && s == floor(s);
   loom_dtype dt = a->dtype;
   if (dt == LOOM_BOOL) dt = integral ? LOOM_I64 : LOOM_F32;

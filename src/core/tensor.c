@@ -1,4 +1,5 @@
 /* Tensor handles: lifetime, scopes, geometry and properties. */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,12 +92,32 @@ static void storage_release(core_storage *s) {
   free(s);
 }
 
+/* Freed handles are kept, marked freed, for the last QUARANTINE frees before
+ * their memory goes back, so that a handle released twice or used after its
+ * scope ended meets a clear error instead of undefined behaviour (while it is
+ * among those; about 200 bytes each). */
+#define QUARANTINE 4096
+static _Atomic(loom_tensor *) quarantine[QUARANTINE];
+static _Atomic unsigned quarantine_pos;
+
+bool core_freed_handle(const char *op, const loom_tensor *t) {
+  if (!t || t->magic == CORE_TENSOR_LIVE) return false;
+  core_set_error(LOOM_ERR_INVALID, "%s: tensor %p was already freed (released once too often, or used after the "
+                 "scope that owned it ended: loom_keep it, or loom_retain it to hold it past the scope)", op,
+                 (const void *)t);
+  return true;
+}
+
 void loom_release(loom_tensor *t) {
-  if (!t || __atomic_sub_fetch(&t->refcount, 1, __ATOMIC_ACQ_REL) != 0) return;
+  if (!t || core_freed_handle("loom_release", t)) return;
+  if (__atomic_sub_fetch(&t->refcount, 1, __ATOMIC_ACQ_REL) != 0) return;
   storage_release(t->storage);
   loom_release(t->grad);
   if (t->grad_fn) core_node_release(t->grad_fn);
-  free(t);
+  t->magic = CORE_TENSOR_FREED;
+  t->storage = NULL, t->grad = NULL, t->grad_fn = NULL;
+  unsigned slot = atomic_fetch_add(&quarantine_pos, 1) % QUARANTINE;
+  free(atomic_exchange(&quarantine[slot], t));
   __atomic_sub_fetch(&live_tensors, 1, __ATOMIC_RELAXED);
 }
 
@@ -159,6 +180,7 @@ static loom_tensor *handle_new(core_storage *st, loom_shape s, loom_dtype dt) {
     core_set_error(LOOM_ERR_OOM, "out of host memory allocating a tensor handle");
     return NULL;
   }
+  t->magic = CORE_TENSOR_LIVE;
   t->storage = st;
   t->shape = s;
   t->dtype = dt;

@@ -21,7 +21,12 @@ typedef struct core_storage {
 
 struct core_node;
 
+/* A live handle's magic; a freed one's (kept a while, see loom_release). */
+#define CORE_TENSOR_LIVE 0x4c4f4f4du
+#define CORE_TENSOR_FREED 0x46524545u
+
 struct loom_tensor {
+  uint32_t magic;                  /* CORE_TENSOR_LIVE until freed */
   core_storage *storage;
   loom_shape shape;
   int64_t strides[LOOM_MAX_DIMS];  /* in elements */
@@ -47,6 +52,9 @@ loom_status core_set_error(loom_status status, const char *fmt, ...)
 /* For a NULL tensor argument: keeps the error of the failed call that most
  * likely produced the NULL (so a chain reports its first failure), else
  * records LOOM_ERR_INVALID with this message. Returns the status. */
+/* True (with an error naming op) when t is a handle already freed: released
+ * more times than retained, or used after the scope that owned it ended. */
+bool core_freed_handle(const char *op, const loom_tensor *t);
 loom_status core_null_error(const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 1, 2)))

@@ -5,7 +5,7 @@
 #include "core/autograd_impl.h"
 
 static bool null_in(const char *op, const loom_tensor *t) {
-  if (t) return false;
+  if (t) return core_freed_handle(op, t);
   core_null_error("%s: input is NULL", op);
   return true;
 }
