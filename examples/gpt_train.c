@@ -32,6 +32,7 @@ typedef struct options {
   long sample, top_k, seed, threads;
   double dropout, lr, weight_decay, temperature;
   int bytes, resume;
+  int skip_corrupt, any_config; /* --resume-skip-corrupt, --resume-any-config */
 } options;
 
 /* What the loss function and the per-step callback share. */
@@ -69,7 +70,8 @@ static void usage(FILE *to) {
           "          --eval-every 250 (0: only at the end)\n"
           "          --sample 300 tokens after training from --prompt (default: the first 16 held-out tokens)\n"
           "          --temperature 0.8 --top-k 40 --seed 1 --threads 0 (the OpenMP default)\n"
-          "--resume continues from the newest checkpoint in the --checkpoint folder (same flags).\n"
+          "--resume continues from the newest checkpoint in the --checkpoint folder (same flags);\n"
+          "  --resume-skip-corrupt passes over a corrupt newest one, --resume-any-config other settings.\n"
           "SIGINT / SIGTERM save a checkpoint at the next step boundary and stop.\n");
 }
 
@@ -79,6 +81,8 @@ static int parse_args(int argc, char **argv, options *o) {
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); exit(0); }
     if (!strcmp(a, "--bytes")) { o->bytes = 1; continue; }
     if (!strcmp(a, "--resume")) { o->resume = 1; continue; }
+    if (!strcmp(a, "--resume-skip-corrupt")) { o->resume = o->skip_corrupt = 1; continue; }
+    if (!strcmp(a, "--resume-any-config")) { o->resume = o->any_config = 1; continue; }
     if (i + 1 >= argc) {
       fprintf(stderr, PROG ": unknown option or missing value: %s\n", a);
       return -1;
@@ -338,6 +342,7 @@ int main(int argc, char **argv) {
                           .log_every = -1, .check_every = 100, .loss = train_loss, .loss_user = &rs,
                           .on_step = on_step, .step_user = &rs, .checkpoint_dir = o.checkpoint,
                           .checkpoint_prefix = "gpt", .config = config,
+                          .resume_skip_corrupt = o.skip_corrupt, .resume_any_config = o.any_config,
                           /* 0: only at the end (the trainer's 0 would mean every epoch) */
                           .checkpoint_every = o.checkpoint_every > 0 ? o.checkpoint_every : o.steps};
   trainer = loom_trainer_new(net, opt, sched, loader, &to);

@@ -37,6 +37,7 @@ typedef struct options {
   long batch_size, limit, test_limit;
   double lr, momentum, weight_decay;
   unsigned long seed;
+  int skip_corrupt, any_config; /* --resume-skip-corrupt, --resume-any-config */
 } options;
 
 /* What the loss function and the per-step callback share. */
@@ -68,7 +69,8 @@ static void usage(FILE *to) {
           "          --threads 0 (the OpenMP default)\n"
           "Images are zero-padded to 32x32 unless the model takes 28x28 (mlp, seed_cnn, lenet5); training\n"
           "uses a random crop with padding 4 and horizontal flips unless --no-augment.\n"
-          "--resume continues from the newest checkpoint in the --checkpoint folder (same flags).\n"
+          "--resume continues from the newest checkpoint in the --checkpoint folder (same flags);\n"
+          "  --resume-skip-corrupt passes over a corrupt newest one, --resume-any-config other settings.\n"
           "SIGINT / SIGTERM save a checkpoint at the next step boundary and stop.\n");
 }
 
@@ -77,6 +79,8 @@ static int parse_args(int argc, char **argv, options *o) {
     const char *a = argv[i];
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); exit(0); }
     if (!strcmp(a, "--resume")) { o->resume = 1; continue; }
+    if (!strcmp(a, "--resume-skip-corrupt")) { o->resume = o->skip_corrupt = 1; continue; }
+    if (!strcmp(a, "--resume-any-config")) { o->resume = o->any_config = 1; continue; }
     if (!strcmp(a, "--nesterov")) { o->nesterov = 1; continue; }
     if (!strcmp(a, "--no-augment")) { o->no_augment = 1; continue; }
     if (!strcmp(a, "--tf32")) { o->tf32 = 1; continue; }
@@ -304,7 +308,8 @@ int main(int argc, char **argv) {
            o.schedule, o.no_augment ? " --no-augment" : "", o.dtype, o.limit, o.seed, o.data);
   loom_trainer_opts to = {.epochs = o.epochs, .log_every = o.log_every, .check_every = 100,
                           .loss = loss_fn, .loss_user = &rs, .on_step = on_step, .step_user = &rs,
-                          .checkpoint_dir = o.checkpoint, .checkpoint_prefix = o.model, .config = config};
+                          .checkpoint_dir = o.checkpoint, .checkpoint_prefix = o.model, .config = config,
+                          .resume_skip_corrupt = o.skip_corrupt, .resume_any_config = o.any_config};
   trainer = loom_trainer_new(net, opt, sched, loader, &to);
   if (!trainer) goto fail;
   if (o.resume) {
