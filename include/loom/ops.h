@@ -36,7 +36,7 @@ loom_tensor *loom_clamp(const loom_tensor *x, double lo, double hi);
  * x, lo and hi broadcast together and promote to one dtype; NULL for an open
  * side (not both). A NaN anywhere gives NaN; lo > hi gives hi. Gradients follow
  * PyTorch: one-sided it is maximum / minimum (ties split evenly, NaN gives
- * both all of it); two-sided see README "Ops". */
+ * both all of it); two-sided see docs/tensors.md "Ops". */
 loom_tensor *loom_clamp_tensor(const loom_tensor *x, const loom_tensor *lo, const loom_tensor *hi);
 
 /* ---- elementwise, binary ---- */

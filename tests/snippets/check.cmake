@@ -1,0 +1,35 @@
+# Builds and runs every C block of the README and docs/ against an installed
+# copy of this build (tests/snippets/extract.c writes the project). Run by ctest:
+#   cmake -DLOOM_BUILD=<build dir> -DWORK=<scratch dir> -DSOURCE=<source dir> -DEXTRACT=<doc_snippets>
+#         -DCTEST=<ctest> -DGENERATOR=<gen> -DC_COMPILER=<cc> -P check.cmake
+foreach(v LOOM_BUILD WORK SOURCE EXTRACT CTEST GENERATOR C_COMPILER)
+  if(NOT DEFINED ${v})
+    message(FATAL_ERROR "check.cmake: -D${v}=... is required")
+  endif()
+endforeach()
+
+function(step)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    string(REPLACE ";" " " cmd "${ARGN}")
+    message(FATAL_ERROR "doc snippets check failed (${rc}): ${cmd}")
+  endif()
+endfunction()
+
+file(GLOB pages RELATIVE ${SOURCE} ${SOURCE}/README.md ${SOURCE}/docs/*.md ${SOURCE}/docker/*.md)
+file(REMOVE_RECURSE ${WORK})
+file(MAKE_DIRECTORY ${WORK}/project/src)
+step(${CMAKE_COMMAND} --install ${LOOM_BUILD} --prefix ${WORK}/prefix)
+step(${EXTRACT} ${WORK}/project ${SOURCE} ${pages})
+step(${CMAKE_COMMAND} -S ${WORK}/project -B ${WORK}/build -G ${GENERATOR}
+     -DCMAKE_C_COMPILER=${C_COMPILER} -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH=${WORK}/prefix)
+cmake_host_system_information(RESULT jobs QUERY NUMBER_OF_LOGICAL_CORES)
+# Keep going after a failed block, so that one run names every broken one.
+set(keep_going)
+if(GENERATOR MATCHES "Ninja")
+  set(keep_going -- -k 0)
+elseif(GENERATOR MATCHES "Makefiles")
+  set(keep_going -- -k)
+endif()
+step(${CMAKE_COMMAND} --build ${WORK}/build -j${jobs} ${keep_going})
+step(${CTEST} --test-dir ${WORK}/build --output-on-failure --timeout 120 -j${jobs})
