@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/host_limit.h"
 #include "core/tensor_impl.h"
 
 #define KIB ((size_t)1024)
@@ -278,9 +279,17 @@ static void oom_message(core_cache *c, char *msg, size_t size, size_t nbytes) {
     format_bytes(v, sizeof v, (size_t)r.rlim_cur);
     snprintf(as, sizeof as, ", process address-space limit %s (ulimit -v)", v);
   }
-  snprintf(msg, size, "%s: out of memory allocating %s (reserved %s, allocated %s, peak %s%s%s%s%s%s)",
+  char cg[128] = ""; /* ... or the memory cgroup of a container or a batch job */
+  uint64_t cg_limit, cg_usage;
+  if (c->raw.host_memory && core_cgroup_memory_limit("/sys/fs/cgroup", "/proc/self/cgroup", &cg_limit, &cg_usage)) {
+    char l[32], u[32];
+    format_bytes(l, sizeof l, (size_t)cg_limit);
+    format_bytes(u, sizeof u, (size_t)cg_usage);
+    snprintf(cg, sizeof cg, ", cgroup memory limit %s (%s in use)", l, u);
+  }
+  snprintf(msg, size, "%s: out of memory allocating %s (reserved %s, allocated %s, peak %s%s%s%s%s%s%s)",
            c->raw.name ? c->raw.name : "pool", req, res, al, pk, fr[0] ? ", free " : "", fr,
-           lim[0] ? ", limit " : "", lim, as);
+           lim[0] ? ", limit " : "", lim, as, cg);
 }
 
 /* ---- the interface ---- */
@@ -326,7 +335,7 @@ void *core_cache_alloc(core_cache *c, size_t nbytes, void *stream) {
     core_set_error(LOOM_ERR_INTERNAL, "core_cache_alloc: no allocator");
     return NULL;
   }
-  char msg[320];
+  char msg[512];
   if (nbytes > SIZE_MAX / 4) {
     pthread_mutex_lock(&c->mu);
     oom_message(c, msg, sizeof msg, nbytes);
