@@ -1,6 +1,7 @@
 // Tensors: creation, random numbers, host round trips, casts, dtypes, devices, scopes.
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 
@@ -573,4 +574,21 @@ TEST(TensorLifetime, FreedHandlesAreRefused) {
   loom_release(t);
   EXPECT_NE(std::string(loom_last_error()).find("already freed"), std::string::npos) << loom_last_error();
   EXPECT_EQ(loom_live_tensors(), live);
+}
+
+// With debug handles a freed handle stays recognised however many frees come
+// after it (past the 4,096 of the default window).
+TEST(TensorLifetime, DebugHandlesKeepEveryFreedHandle) {
+  loom_set_debug_handles(true);
+  loom_tensor *old = loom_ones(LOOM_SHAPE(2), LOOM_F32, loom_cpu());
+  loom_release(old);
+  for (int i = 0; i < 3 * 4096; i++) loom_release(loom_zeros(LOOM_SHAPE(1), LOOM_F32, loom_cpu()));
+  loom_clear_error();
+  EXPECT_EQ(loom_mul_scalar(old, 2), nullptr);
+  EXPECT_NE(std::string(loom_last_error()).find("was already freed"), std::string::npos) << loom_last_error();
+  loom_clear_error();
+  loom_release(old);
+  EXPECT_NE(std::string(loom_last_error()).find("loom_release"), std::string::npos) << loom_last_error();
+  const char *env = getenv("LOOM_DEBUG_HANDLES");
+  loom_set_debug_handles(env && *env && strcmp(env, "0") != 0);
 }

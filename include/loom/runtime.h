@@ -57,6 +57,13 @@ void loom_set_memory_limit(loom_device dev, size_t bytes);
 /* When on, fresh allocations are filled with 0xFF bytes (NaN for floats) so
  * that an unwritten output element shows up in tests. */
 void loom_set_poison(bool on);
+/* Freed tensor handles are always marked, and kept for the next 4,096 frees,
+ * so that a second release or an op on a freed handle is a clear error. With
+ * debug handles on, freed handles are never reused (about 200 bytes each are
+ * kept), so the check holds however long ago the handle was freed. Off by
+ * default; the environment variable LOOM_DEBUG_HANDLES=1 turns it on at
+ * start-up (the test suite runs under it). */
+void loom_set_debug_handles(bool on);
 
 /* ---- streams and events (CUDA; no-ops on the CPU) ---- */
 typedef struct loom_stream loom_stream;

@@ -99,6 +99,23 @@ static void storage_release(core_storage *s) {
 #define QUARANTINE 4096
 static _Atomic(loom_tensor *) quarantine[QUARANTINE];
 static _Atomic unsigned quarantine_pos;
+/* Debug handles: every freed handle is kept, on a list (reachable, so leak
+ * checkers do not count it). -1 until LOOM_DEBUG_HANDLES has been read. */
+static _Atomic int debug_handles = -1;
+static _Atomic(loom_tensor *) kept_freed;
+
+void loom_set_debug_handles(bool on) { atomic_store(&debug_handles, on ? 1 : 0); }
+
+static bool keep_freed_handles(void) {
+  int v = atomic_load(&debug_handles);
+  if (v < 0) {
+    const char *e = getenv("LOOM_DEBUG_HANDLES");
+    int want = e && *e && strcmp(e, "0") != 0;
+    atomic_compare_exchange_strong(&debug_handles, &v, want);
+    v = atomic_load(&debug_handles);
+  }
+  return v == 1;
+}
 
 bool core_freed_handle(const char *op, const loom_tensor *t) {
   if (!t || t->magic == CORE_TENSOR_LIVE) return false;
@@ -116,8 +133,14 @@ void loom_release(loom_tensor *t) {
   if (t->grad_fn) core_node_release(t->grad_fn);
   t->magic = CORE_TENSOR_FREED;
   t->storage = NULL, t->grad = NULL, t->grad_fn = NULL;
-  unsigned slot = atomic_fetch_add(&quarantine_pos, 1) % QUARANTINE;
-  free(atomic_exchange(&quarantine[slot], t));
+  if (keep_freed_handles()) {
+    loom_tensor *head = atomic_load(&kept_freed);
+    do t->freed_next = head;
+    while (!atomic_compare_exchange_weak(&kept_freed, &head, t));
+  } else {
+    unsigned slot = atomic_fetch_add(&quarantine_pos, 1) % QUARANTINE;
+    free(atomic_exchange(&quarantine[slot], t));
+  }
   __atomic_sub_fetch(&live_tensors, 1, __ATOMIC_RELAXED);
 }
 

@@ -39,6 +39,7 @@ struct loom_tensor {
   loom_grad_hook hook;
   void *hook_user;
   int pending;                     /* backward walk: contributions still to come */
+  loom_tensor *freed_next;         /* debug handles: the list of freed handles kept */
 };
 
 /* ---- errors ---- */
