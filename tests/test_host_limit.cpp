@@ -30,15 +30,19 @@ struct Tree {
   std::string proc() const { return (root / "proc_cgroup").string(); }
 };
 
+void expect_limit(const Tree &t, uint64_t want_limit, uint64_t want_usage) {
+  uint64_t limit = 0, usage = 0;
+  ASSERT_TRUE(core_cgroup_memory_limit(t.sys().c_str(), t.proc().c_str(), &limit, &usage));
+  EXPECT_EQ(limit, want_limit);
+  EXPECT_EQ(usage, want_usage);
+}
+
 TEST(HostLimit, CgroupV2LeafLimit) {
   Tree t;
   t.write("proc_cgroup", "0::/job/step\n");
   t.write("sys/job/step/memory.max", "1073741824\n");
   t.write("sys/job/step/memory.current", "52428800\n");
-  uint64_t limit = 0, usage = 0;
-  ASSERT_TRUE(core_cgroup_memory_limit(t.sys().c_str(), t.proc().c_str(), &limit, &usage));
-  EXPECT_EQ(limit, 1073741824u);
-  EXPECT_EQ(usage, 52428800u);
+  expect_limit(t, 1073741824u, 52428800u);
 }
 
 TEST(HostLimit, CgroupV2ParentLimitHoldsForTheChild) {
@@ -48,10 +52,7 @@ TEST(HostLimit, CgroupV2ParentLimitHoldsForTheChild) {
   t.write("sys/job/memory.max", "2147483648\n");
   t.write("sys/job/memory.current", "1000\n");
   t.write("sys/memory.max", "4294967296\n");  // a looser limit further up
-  uint64_t limit = 0, usage = 0;
-  ASSERT_TRUE(core_cgroup_memory_limit(t.sys().c_str(), t.proc().c_str(), &limit, &usage));
-  EXPECT_EQ(limit, 2147483648u);
-  EXPECT_EQ(usage, 1000u);
+  expect_limit(t, 2147483648u, 1000u);
 }
 
 TEST(HostLimit, CgroupV1MemoryController) {
@@ -59,10 +60,7 @@ TEST(HostLimit, CgroupV1MemoryController) {
   t.write("proc_cgroup", "9:pids:/\n4:memory:/docker/abc\n0::/\n");
   t.write("sys/memory/docker/abc/memory.limit_in_bytes", "536870912\n");
   t.write("sys/memory/docker/abc/memory.usage_in_bytes", "4096\n");
-  uint64_t limit = 0, usage = 0;
-  ASSERT_TRUE(core_cgroup_memory_limit(t.sys().c_str(), t.proc().c_str(), &limit, &usage));
-  EXPECT_EQ(limit, 536870912u);
-  EXPECT_EQ(usage, 4096u);
+  expect_limit(t, 536870912u, 4096u);
 }
 
 TEST(HostLimit, CgroupV1InsideAContainerSeesItsOwnRoot) {
@@ -70,10 +68,7 @@ TEST(HostLimit, CgroupV1InsideAContainerSeesItsOwnRoot) {
   Tree t;
   t.write("proc_cgroup", "4:cpu,memory:/process_api/e0b3\n");
   t.write("sys/memory/memory.limit_in_bytes", "25769803776\n");
-  uint64_t limit = 0, usage = 0;
-  ASSERT_TRUE(core_cgroup_memory_limit(t.sys().c_str(), t.proc().c_str(), &limit, &usage));
-  EXPECT_EQ(limit, 25769803776u);
-  EXPECT_EQ(usage, 0u);  // no usage file
+  expect_limit(t, 25769803776u, 0u);  // no usage file
 }
 
 TEST(HostLimit, NoLimitIsReportedAsNone) {

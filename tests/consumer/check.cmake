@@ -1,19 +1,9 @@
 # Installs a Loom build tree into a fresh prefix, then configures, builds and
 # runs the consumer project against it. Run by ctest:
 #   cmake -DLOOM_BUILD=<build dir> -DWORK=<scratch dir> -DGENERATOR=<gen> -DC_COMPILER=<cc> -P check.cmake
-foreach(v LOOM_BUILD WORK GENERATOR C_COMPILER)
-  if(NOT DEFINED ${v})
-    message(FATAL_ERROR "check.cmake: -D${v}=... is required")
-  endif()
-endforeach()
-
-function(step)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc)
-  if(NOT rc EQUAL 0)
-    string(REPLACE ";" " " cmd "${ARGN}")
-    message(FATAL_ERROR "consumer check failed (${rc}): ${cmd}")
-  endif()
-endfunction()
+set(CHECK_NAME "consumer check")
+include(${CMAKE_CURRENT_LIST_DIR}/../script_util.cmake)
+require_vars(LOOM_BUILD WORK GENERATOR C_COMPILER)
 
 file(REMOVE_RECURSE ${WORK})
 step(${CMAKE_COMMAND} --install ${LOOM_BUILD} --prefix ${WORK}/prefix)

@@ -2,19 +2,9 @@
 # copy of this build (tests/snippets/extract.c writes the project). Run by ctest:
 #   cmake -DLOOM_BUILD=<build dir> -DWORK=<scratch dir> -DSOURCE=<source dir> -DEXTRACT=<doc_snippets>
 #         -DCTEST=<ctest> -DGENERATOR=<gen> -DC_COMPILER=<cc> -P check.cmake
-foreach(v LOOM_BUILD WORK SOURCE EXTRACT CTEST GENERATOR C_COMPILER)
-  if(NOT DEFINED ${v})
-    message(FATAL_ERROR "check.cmake: -D${v}=... is required")
-  endif()
-endforeach()
-
-function(step)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc)
-  if(NOT rc EQUAL 0)
-    string(REPLACE ";" " " cmd "${ARGN}")
-    message(FATAL_ERROR "doc snippets check failed (${rc}): ${cmd}")
-  endif()
-endfunction()
+set(CHECK_NAME "doc snippets check")
+include(${CMAKE_CURRENT_LIST_DIR}/../script_util.cmake)
+require_vars(LOOM_BUILD WORK SOURCE EXTRACT CTEST GENERATOR C_COMPILER)
 
 file(GLOB pages RELATIVE ${SOURCE} ${SOURCE}/README.md ${SOURCE}/docs/*.md ${SOURCE}/docker/*.md)
 file(REMOVE_RECURSE ${WORK})
