@@ -48,8 +48,7 @@ static bool try_dir(const char *base, const char *path, const char *limit_file, 
 bool core_cgroup_memory_limit(const char *sysfs, const char *proc_cgroup, uint64_t *limit, uint64_t *usage) {
   FILE *f = fopen(proc_cgroup, "r");
   if (!f) return false;
-  char line[1024], v2[1024] = "", v1[1024] = "";
-  bool have_v2 = false, have_v1 = false;
+  char line[1024], v2[1024] = "", v1[1024] = ""; /* the paths; empty when absent */
   while (fgets(line, sizeof line, f)) {
     line[strcspn(line, "\n")] = 0;
     /* hierarchy-ID:controllers:path */
@@ -57,24 +56,16 @@ bool core_cgroup_memory_limit(const char *sysfs, const char *proc_cgroup, uint64
     if (!c2) continue;
     *c1 = *c2 = 0;
     const char *controllers = c1 + 1, *path = c2 + 1;
-    if (!strcmp(line, "0") && !controllers[0]) {
-      snprintf(v2, sizeof v2, "%s", path);
-      have_v2 = true;
+    if (!strcmp(line, "0") && !controllers[0]) snprintf(v2, sizeof v2, "%s", path);
+    for (const char *p = controllers; *p;) {
+      size_t n = strcspn(p, ",");
+      if (n == 6 && !strncmp(p, "memory", 6)) snprintf(v1, sizeof v1, "%s", path);
+      p += n + (p[n] == ',');
     }
-    for (const char *p = controllers; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
-      if (!strncmp(p, "memory", 6) && (p[6] == ',' || !p[6])) {
-        snprintf(v1, sizeof v1, "%s", path);
-        have_v1 = true;
-      }
   }
   fclose(f);
   char base[1024];
-  if (have_v1) {
-    snprintf(base, sizeof base, "%s/memory", sysfs);
-    if (try_dir(base, v1, "memory.limit_in_bytes", "memory.usage_in_bytes", limit, usage)) return true;
-  }
-  if (have_v2) {
-    if (try_dir(sysfs, v2, "memory.max", "memory.current", limit, usage)) return true;
-  }
-  return false;
+  snprintf(base, sizeof base, "%s/memory", sysfs);
+  if (v1[0] && try_dir(base, v1, "memory.limit_in_bytes", "memory.usage_in_bytes", limit, usage)) return true;
+  return v2[0] && try_dir(sysfs, v2, "memory.max", "memory.current", limit, usage);
 }

@@ -109,8 +109,9 @@ static void write_lines(FILE *f, const block *b, int includes, const char *md) {
 
 /* Writes OUT/src/NAME.c for one block and its lines in OUT/CMakeLists.txt. */
 static int write_block(const char *out, FILE *cm, const char *md, const block *b, const directives *d) {
+  const int at = b->first_line - 1; /* the fence's line: names the block */
   char name[512], path[1024];
-  target_name(md, b->first_line - 1, name, sizeof name);
+  target_name(md, at, name, sizeof name);
   snprintf(path, sizeof path, "%s/src/%s.c", out, name);
   FILE *f = fopen(path, "w");
   if (!f) {
@@ -128,14 +129,14 @@ static int write_block(const char *out, FILE *cm, const char *md, const block *b
     fprintf(f, "#include <loom/loom.h>\n#include <math.h>\n#include <stdbool.h>\n#include <stdio.h>\n"
                "#include <stdlib.h>\n#include <string.h>\n");
     write_lines(f, b, 1, md);
-    if (d->n_file) fprintf(f, "#line 1 \"%s:%d snippet comment\"\n", md, b->first_line - 1);
+    if (d->n_file) fprintf(f, "#line 1 \"%s:%d snippet comment\"\n", md, at);
     for (int i = 0; i < d->n_file; i++) fprintf(f, "%s\n", d->file[i]);
     if (d->top) {
       write_lines(f, b, 0, md);
       fprintf(f, "int main(void) { return 0; }\n");
     } else {
       fprintf(f, "static int snippet(void) {\n");
-      if (d->n_before) fprintf(f, "#line 1 \"%s:%d snippet comment\"\n", md, b->first_line - 1);
+      if (d->n_before) fprintf(f, "#line 1 \"%s:%d snippet comment\"\n", md, at);
       for (int i = 0; i < d->n_before; i++) fprintf(f, "%s\n", d->before[i]);
       write_lines(f, b, 0, md);
       fprintf(f, "#line 1 \"snippet wrapper\"\n  return 0;\n}\n"
@@ -143,22 +144,22 @@ static int write_block(const char *out, FILE *cm, const char *md, const block *b
                  "  loom_scope_end();\n  if (rc != 0 || loom_last_status() != LOOM_OK) {\n"
                  "    fprintf(stderr, \"%s:%d: the snippet failed (returned %%d): %%s\\n\", rc, loom_last_error());\n"
                  "    return 1;\n  }\n  return 0;\n}\n",
-              md, b->first_line - 1);
+              md, at);
     }
   }
   fclose(f);
   fprintf(cm, "add_executable(%s src/%s.c)\ntarget_link_libraries(%s PRIVATE Loom::loom)\n", name, name, name);
   fprintf(cm, "target_compile_options(%s PRIVATE -Wall -Werror -Wno-unused)\n", name);
   if (run) {
-    fprintf(cm, "add_test(NAME %s:%d COMMAND %s WORKING_DIRECTORY ${CMAKE_BINARY_DIR}/run)\n", md, b->first_line - 1,
+    fprintf(cm, "add_test(NAME %s:%d COMMAND %s WORKING_DIRECTORY ${CMAKE_BINARY_DIR}/run)\n", md, at,
             name);
     /* Fragments are excerpts: they need not free what they make. */
     if (!program) fprintf(cm, "set_tests_properties(%s:%d PROPERTIES ENVIRONMENT ASAN_OPTIONS=detect_leaks=0)\n", md,
-                          b->first_line - 1);
+                          at);
   }
-  if (run) printf("%s:%d: %s, built and run\n", md, b->first_line - 1, kind);
-  else if (d->top) printf("%s:%d: %s, built\n", md, b->first_line - 1, kind);
-  else printf("%s:%d: %s, built, not run: %s\n", md, b->first_line - 1, kind, d->norun);
+  if (run) printf("%s:%d: %s, built and run\n", md, at, kind);
+  else if (d->top) printf("%s:%d: %s, built\n", md, at, kind);
+  else printf("%s:%d: %s, built, not run: %s\n", md, at, kind, d->norun);
   return 0;
 }
 
