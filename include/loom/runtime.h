@@ -16,7 +16,8 @@ typedef enum loom_status {
   LOOM_ERR_OOM,           /* out of memory after emptying the cache once */
   LOOM_ERR_IO,            /* file missing, unreadable, truncated or corrupt */
   LOOM_ERR_DEVICE,        /* CUDA / cuBLAS / cuDNN / NCCL failure or no device */
-  LOOM_ERR_INTERNAL
+  LOOM_ERR_INTERNAL,
+  LOOM_ERR_COMM           /* a collective failed (MPI / NCCL) or the process group is unusable */
 } loom_status;
 
 /* Message of the last failing call on this thread ("" when none). */

@@ -212,9 +212,35 @@ static loom_tensor *conform(loom_tensor *g, loom_shape s, loom_dtype dt, loom_de
   return r;
 }
 
+/* Callbacks queued during a walk (core_queue_backward_callback), run at its end. */
+#define MAX_BACKWARD_CALLBACKS 8
+static _Thread_local struct {
+  core_backward_callback fn;
+  void *user;
+} callbacks[MAX_BACKWARD_CALLBACKS];
+static _Thread_local int n_callbacks;
+
+int core_queue_backward_callback(core_backward_callback fn, void *user) {
+  for (int i = 0; i < n_callbacks; i++)
+    if (callbacks[i].fn == fn && callbacks[i].user == user) return LOOM_OK;
+  if (n_callbacks == MAX_BACKWARD_CALLBACKS)
+    return core_set_error(LOOM_ERR_INVALID, "backward: more than %d end-of-backward callbacks queued",
+                          MAX_BACKWARD_CALLBACKS);
+  callbacks[n_callbacks].fn = fn;
+  callbacks[n_callbacks].user = user;
+  n_callbacks++;
+  return LOOM_OK;
+}
+
+/* Ends a walk: frees its lists and runs the queued callbacks (the first error wins). */
 static loom_status fail(vec *a, vec *b, loom_status st) {
   free(a->p);
   free(b->p);
+  for (int i = 0; i < n_callbacks; i++) {
+    loom_status r = callbacks[i].fn(callbacks[i].user, st);
+    if (st == LOOM_OK) st = r;
+  }
+  n_callbacks = 0;
   return st;
 }
 

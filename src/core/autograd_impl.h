@@ -35,6 +35,13 @@ struct core_node {
   loom_tensor *grad;
 };
 
+/* Queues fn to run once when the loom_backward in progress on this thread
+ * ends (after every leaf's gradient and hook), with the walk's status; its
+ * return becomes the walk's status when that was OK. Data-parallel uses it to
+ * wait for the last gradient buckets. Queuing the same fn and user twice runs it once. */
+typedef loom_status (*core_backward_callback)(void *user, loom_status st);
+int core_queue_backward_callback(core_backward_callback fn, void *user);
+
 /* True when grad mode is on and some input requires grad. */
 bool core_grad_needed(int n, const loom_tensor *const *ins);
 /* Records a node producing out from ins; marks out as requiring grad. */

@@ -53,6 +53,7 @@ const char *loom_status_name(loom_status s) {
     case LOOM_ERR_IO: return "I/O error";
     case LOOM_ERR_DEVICE: return "device error";
     case LOOM_ERR_INTERNAL: return "internal error";
+    case LOOM_ERR_COMM: return "communication error";
   }
   return "unknown status";
 }

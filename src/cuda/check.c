@@ -5,7 +5,9 @@
 #include <cuda_runtime_api.h>
 #include <cublas_api.h>
 #include <cudnn.h>
+#ifdef LOOM_WITH_NCCL
 #include <nccl.h>
+#endif
 
 #include "cuda/cuda_util.h"
 
@@ -44,7 +46,9 @@ loom_status cuda_check_dnn(int status, const char *call, const char *file, int l
   return fail(call, file, line, cudnnGetErrorString((cudnnStatus_t)status));
 }
 
+#ifdef LOOM_WITH_NCCL
 loom_status cuda_check_nccl(int result, const char *call, const char *file, int line) {
   if (result == (int)ncclSuccess) return LOOM_OK;
   return fail(call, file, line, ncclGetErrorString((ncclResult_t)result));
 }
+#endif

@@ -9,7 +9,9 @@
 #include <cublas_api.h>
 #include <cudnn.h>
 #include <library_types.h>
+#ifdef LOOM_WITH_NCCL
 #include <nccl.h>
+#endif
 
 #include "cuda/cuda_backend.h"
 #include "cuda/cuda_util.h"
@@ -130,11 +132,15 @@ int cuda_versions(char *buf, size_t size) {
   size_t dnn = cudnnGetVersion();
   append(buf, size, &n, "cuDNN: %zu.%zu.%zu\n", dnn / 10000, dnn % 10000 / 100, dnn % 100);
 
+#ifdef LOOM_WITH_NCCL
   int nccl = 0;
   if (ncclGetVersion(&nccl) != ncclSuccess) nccl = 0;
   if (nccl >= 20900) /* codes from 2.9 on are major*10000 + minor*100 + patch */
     append(buf, size, &n, "NCCL: %d.%d.%d\n", nccl / 10000, nccl % 10000 / 100, nccl % 100);
   else
     append(buf, size, &n, "NCCL: %d.%d.%d\n", nccl / 1000, nccl % 1000 / 100, nccl % 100);
+#else
+  append(buf, size, &n, "NCCL: not built\n");
+#endif
   return (int)n;
 }

@@ -1,0 +1,67 @@
+/* The process group's state, the work items that collectives queue, and the
+ * interface each backend (local, MPI, NCCL) implements. Internal. */
+#ifndef LOOM_DIST_IMPL_H
+#define LOOM_DIST_IMPL_H
+
+#include "core/tensor_impl.h"
+#include "dist/placement.h"
+
+typedef enum dist_kind { DIST_ALL_REDUCE, DIST_BROADCAST, DIST_ALL_GATHER, DIST_REDUCE_SCATTER, DIST_BARRIER } dist_kind;
+const char *dist_kind_name(dist_kind k);
+
+struct loom_dist_work {
+  dist_kind kind;
+  loom_reduce_op op;
+  int root;
+  loom_tensor *in, *out;    /* owned references (in == out for in-place ops); NULL for a barrier */
+  int64_t count;            /* elements of in */
+  size_t bytes;             /* bytes of in */
+  uint64_t seq;             /* 1, 2, ... in the order collectives were called */
+  double t_start, t_end;    /* dist_now() when the backend started and finished it */
+  int done;                 /* set (atomically) by the backend when finished */
+  loom_status status;
+  char err[512];
+  struct loom_dist_work *next;  /* the backend's queue */
+};
+
+typedef struct dist_backend {
+  const char *name;
+  /* Starts w (its fields filled and checked); returns 0 or an error status. */
+  int (*submit)(loom_dist_work *w);
+  /* Returns when w has finished (the backend enforces the timeout). */
+  int (*wait)(loom_dist_work *w);
+  void (*finalize)(void);
+} dist_backend;
+
+typedef struct dist_state {
+  bool initialized;
+  dist_place place;
+  loom_device device;
+  double timeout_s;
+  const dist_backend *backend;
+  uint64_t seq;                        /* last sequence number handed out */
+  uint64_t last_done_seq;              /* the last finished work (for timeout messages) */
+  dist_kind last_done_kind;
+} dist_state;
+extern dist_state dist_g;
+
+double dist_now(void);
+/* Marks w finished with status st (and message, for errors); records it as the last one done. */
+void dist_mark_done(loom_dist_work *w, loom_status st, const char *msg);
+/* The timeout message of w, printed by the rank that gave up on it. */
+void dist_print_timeout(const loom_dist_work *w);
+/* loom_dist_wait that also reports when the backend started and finished w
+ * (t0 / t1 may be NULL). */
+int dist_wait_timed(loom_dist_work *w, double *t0, double *t1);
+/* After a SUM that stands for an AVG: out /= world size (floating dtypes). */
+int dist_divide_by_world(loom_tensor *t);
+
+#ifdef LOOM_WITH_MPI
+/* Joins the MPI job (MPI_Init_thread unless the program did) with ranks
+ * ordered by p->rank; returns the backend or NULL + error. */
+const dist_backend *dist_mpi_init(const dist_place *p);
+/* True when the environment shows an MPI launcher (mpirun, srun with PMI/PMIx). */
+bool dist_mpi_job(void);
+#endif
+
+#endif

@@ -1,0 +1,241 @@
+/* The MPI backend for CPU tensors. Collectives run in order on one
+ * communication thread (the CPU's "communication stream"), so backward keeps
+ * computing while a bucket's all-reduce runs. The waiting thread enforces the
+ * timeout: when the running collective is older than it, the rank prints
+ * what was stuck and aborts the whole job (MPI_Abort). */
+#define _POSIX_C_SOURCE 200809L   /* pthread_cond_timedwait, clock_gettime */
+#include <limits.h>
+#include <mpi.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dist/dist_impl.h"
+
+static MPI_Comm comm = MPI_COMM_NULL;
+static bool we_initialized;
+static MPI_Datatype dt_f16 = MPI_DATATYPE_NULL, dt_bf16 = MPI_DATATYPE_NULL;
+static MPI_Op op16[3];   /* sum, max, min of f16 / bf16 (through float) */
+
+static pthread_t thread;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv_work = PTHREAD_COND_INITIALIZER, cv_done = PTHREAD_COND_INITIALIZER;
+static loom_dist_work *head, *tail;
+static loom_dist_work *running;   /* the collective inside MPI now (under mu) */
+static bool stopping;
+
+bool dist_mpi_job(void) {
+  return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK") || getenv("PMI_SIZE");
+}
+
+/* ---- 16-bit floats: MPI has no such type, so reduce through float ---- */
+static void reduce16(void *in, void *inout, int *len, MPI_Datatype *dt, int which) {
+  const uint16_t *a = in;
+  uint16_t *b = inout;
+  bool half = *dt == dt_f16;
+  for (int i = 0; i < *len; i++) {
+    float x = half ? core_half_to_float(a[i]) : core_bf16_to_float(a[i]);
+    float y = half ? core_half_to_float(b[i]) : core_bf16_to_float(b[i]);
+    float r = which == 0 ? x + y : which == 1 ? (x > y || x != x ? x : y) : (x < y || x != x ? x : y);
+    b[i] = half ? core_float_to_half(r) : core_float_to_bf16(r);
+  }
+}
+static void sum16(void *in, void *inout, int *len, MPI_Datatype *dt) { reduce16(in, inout, len, dt, 0); }
+static void max16(void *in, void *inout, int *len, MPI_Datatype *dt) { reduce16(in, inout, len, dt, 1); }
+static void min16(void *in, void *inout, int *len, MPI_Datatype *dt) { reduce16(in, inout, len, dt, 2); }
+
+static MPI_Datatype mpi_type(loom_dtype dt) {
+  switch (dt) {
+    case LOOM_F32: return MPI_FLOAT;
+    case LOOM_F64: return MPI_DOUBLE;
+    case LOOM_F16: return dt_f16;
+    case LOOM_BF16: return dt_bf16;
+    case LOOM_I32: return MPI_INT32_T;
+    case LOOM_I64: return MPI_INT64_T;
+    case LOOM_U8: return MPI_UINT8_T;
+    case LOOM_BOOL: return MPI_C_BOOL;
+    default: return MPI_DATATYPE_NULL;
+  }
+}
+
+static MPI_Op mpi_op(loom_reduce_op op, loom_dtype dt) {
+  int which = op == LOOM_REDUCE_MAX ? 1 : op == LOOM_REDUCE_MIN ? 2 : 0;  /* avg = sum, divided after */
+  if (dt == LOOM_F16 || dt == LOOM_BF16) return op16[which];
+  if (dt == LOOM_BOOL) return which == 2 ? MPI_LAND : MPI_LOR;
+  return which == 1 ? MPI_MAX : which == 2 ? MPI_MIN : MPI_SUM;
+}
+
+/* ---- the communication thread ---- */
+static void run(loom_dist_work *w) {
+  loom_dtype dt = w->in ? w->in->dtype : LOOM_U8;
+  MPI_Datatype t = mpi_type(dt);
+  int n = (int)w->count, world = dist_g.place.world_size, rc = MPI_SUCCESS;
+  void *in = w->in ? core_ptr(w->in) : NULL, *out = w->out ? core_ptr(w->out) : NULL;
+  switch (w->kind) {
+    case DIST_ALL_REDUCE: rc = MPI_Allreduce(MPI_IN_PLACE, out, n, t, mpi_op(w->op, dt), comm); break;
+    case DIST_BROADCAST: rc = MPI_Bcast(out, n, t, w->root, comm); break;
+    case DIST_ALL_GATHER: rc = MPI_Allgather(in, n, t, out, n, t, comm); break;
+    case DIST_REDUCE_SCATTER: rc = MPI_Reduce_scatter_block(in, out, n / world, t, mpi_op(w->op, dt), comm); break;
+    case DIST_BARRIER: rc = MPI_Barrier(comm); break;
+  }
+  if (rc == MPI_SUCCESS) {
+    dist_mark_done(w, LOOM_OK, NULL);
+    return;
+  }
+  char why[MPI_MAX_ERROR_STRING] = "";
+  int len = 0;
+  MPI_Error_string(rc, why, &len);
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s #%llu (%zu bytes) failed in MPI: %s", dist_kind_name(w->kind),
+           (unsigned long long)w->seq, w->bytes, why);
+  dist_mark_done(w, LOOM_ERR_COMM, msg);
+}
+
+static void *comm_main(void *arg) {
+  pthread_mutex_lock(&mu);
+  for (;;) {
+    while (!head && !stopping) pthread_cond_wait(&cv_work, &mu);
+    if (!head) break;
+    loom_dist_work *w = head;
+    head = w->next;
+    if (!head) tail = NULL;
+    running = w;
+    w->t_start = dist_now();
+    pthread_mutex_unlock(&mu);
+    run(w);
+    pthread_mutex_lock(&mu);
+    running = NULL;
+    pthread_cond_broadcast(&cv_done);
+  }
+  pthread_mutex_unlock(&mu);
+  return NULL;
+}
+
+static int mpi_submit(loom_dist_work *w) {
+  if (w->count > INT_MAX)
+    return core_set_error(LOOM_ERR_UNSUPPORTED, "%s: %lld elements are more than MPI's count limit (%d); split the tensor",
+                          dist_kind_name(w->kind), (long long)w->count, INT_MAX);
+  pthread_mutex_lock(&mu);
+  if (tail) tail->next = w;
+  else head = w;
+  tail = w;
+  pthread_cond_signal(&cv_work);
+  pthread_mutex_unlock(&mu);
+  return LOOM_OK;
+}
+
+/* Under mu: aborts the job when the collective in MPI has run past the timeout. */
+static void check_timeout(void) {
+  if (running && dist_now() - running->t_start > dist_g.timeout_s) {
+    dist_print_timeout(running);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    abort();   /* MPI_Abort does not return; if an MPI library lets it, still never hang */
+  }
+}
+
+static void wait_slice(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_nsec += 200 * 1000 * 1000;
+  if (ts.tv_nsec >= 1000000000) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000;
+  }
+  pthread_cond_timedwait(&cv_done, &mu, &ts);
+}
+
+static int mpi_wait(loom_dist_work *w) {
+  pthread_mutex_lock(&mu);
+  while (!__atomic_load_n(&w->done, __ATOMIC_ACQUIRE)) {
+    wait_slice();
+    check_timeout();
+  }
+  pthread_mutex_unlock(&mu);
+  return LOOM_OK;
+}
+
+static void free_mpi_objects(void) {
+  for (int i = 0; i < 3; i++) MPI_Op_free(&op16[i]);
+  MPI_Type_free(&dt_f16);
+  MPI_Type_free(&dt_bf16);
+  MPI_Comm_free(&comm);
+  if (we_initialized) MPI_Finalize();
+  we_initialized = false;
+}
+
+static void mpi_finalize(void) {
+  pthread_mutex_lock(&mu);
+  while (head || running) {  /* collectives nobody waited for still finish (or time out) */
+    wait_slice();
+    check_timeout();
+  }
+  stopping = true;
+  pthread_cond_signal(&cv_work);
+  pthread_mutex_unlock(&mu);
+  pthread_join(thread, NULL);
+  stopping = false;
+  free_mpi_objects();
+}
+
+static const dist_backend MPI_BACKEND = {"mpi", mpi_submit, mpi_wait, mpi_finalize};
+
+const dist_backend *dist_mpi_init(const dist_place *p) {
+  int inited = 0, finalized = 0, provided = 0;
+  MPI_Initialized(&inited);
+  MPI_Finalized(&finalized);
+  if (finalized) {
+    core_set_error(LOOM_ERR_COMM, "dist_init: MPI was already finalised in this process");
+    return NULL;
+  }
+  if (!inited) {
+    if (MPI_Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS) {
+      core_set_error(LOOM_ERR_COMM, "dist_init: MPI_Init_thread failed");
+      return NULL;
+    }
+    we_initialized = true;
+  } else {
+    MPI_Query_thread(&provided);
+  }
+  int world = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  const char *why = NULL;
+  char msg[256];
+  if (provided < MPI_THREAD_MULTIPLE) {
+    why = "MPI does not offer MPI_THREAD_MULTIPLE (Loom's communication thread needs it)";
+  } else if (world != p->world_size) {
+    snprintf(msg, sizeof msg, "%s says world size %d but the MPI job has %d processes", p->launcher, p->world_size,
+             world);
+    why = msg;
+  }
+  if (!why) {
+    MPI_Comm_split(MPI_COMM_WORLD, 0, p->rank, &comm);
+    int r = -1;
+    MPI_Comm_rank(comm, &r);
+    if (r != p->rank) {
+      snprintf(msg, sizeof msg, "two processes claim rank %d (from %s)", p->rank, p->launcher);
+      why = msg;
+      MPI_Comm_free(&comm);
+    }
+  }
+  if (why) {
+    core_set_error(LOOM_ERR_COMM, "dist_init: %s", why);
+    if (we_initialized) MPI_Finalize();
+    we_initialized = false;
+    return NULL;
+  }
+  MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+  MPI_Type_contiguous(2, MPI_BYTE, &dt_f16);
+  MPI_Type_contiguous(2, MPI_BYTE, &dt_bf16);
+  MPI_Type_commit(&dt_f16);
+  MPI_Type_commit(&dt_bf16);
+  MPI_Op_create(sum16, 1, &op16[0]);
+  MPI_Op_create(max16, 1, &op16[1]);
+  MPI_Op_create(min16, 1, &op16[2]);
+  if (pthread_create(&thread, NULL, comm_main, NULL)) {
+    core_set_error(LOOM_ERR_COMM, "dist_init: cannot start the communication thread");
+    free_mpi_objects();
+    return NULL;
+  }
+  return &MPI_BACKEND;
+}
