@@ -109,7 +109,8 @@ typedef struct loom_loader_opts {
   bool shuffle;             /* a new permutation every epoch, from seed + epoch */
   uint64_t seed;
   bool drop_last;           /* drop the last incomplete batch */
-  int rank, world_size;     /* sharding (PyTorch DistributedSampler): world_size 0 = 1;
+  int rank, world_size;     /* sharding (PyTorch DistributedSampler): world_size 0 = the
+                               process group's rank and world size (loom/dist.h; 0 of 1 without one);
                                every rank gets ceil(n / world_size) samples,
                                padded by wrapping around, same permutation everywhere */
   int prefetch;             /* batches prepared ahead on a worker thread; 0 = 2 */

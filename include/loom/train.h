@@ -101,7 +101,8 @@ typedef struct loom_train_stats {
   int64_t step;                  /* optimiser steps taken */
   int64_t epoch;                 /* epoch in progress or next (0-based) */
   double loss, accuracy;         /* mean over the last epoch's steps so far (accuracy NAN without logits) */
-  double samples_per_s;          /* training throughput of the last fit, after its first step */
+  double samples_per_s;          /* training throughput of the last fit, after its first step, to its last
+                                    (this rank's; x loom_dist_world_size() for all ranks) */
   double seconds;                /* training wall time of the last fit */
   double eval_loss, eval_accuracy; /* last evaluation (NAN when none) */
 } loom_train_stats;

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loom/dist.h"
 #include "cuda/cuda_backend.h"
 #include "data/data_impl.h"
 
@@ -259,7 +260,14 @@ loom_loader *loom_loader_new(loom_dataset *ds, const loom_loader_opts *opts) {
     return NULL;
   }
   loom_loader_opts o = opts ? *opts : (loom_loader_opts){.batch_size = 1};
-  if (o.world_size == 0) o.world_size = 1;
+  if (o.world_size == 0) { /* the process group's place (rank 0 of 1 without one) */
+    if (o.rank != 0) {
+      core_set_error(LOOM_ERR_INVALID, "loom_loader_new: rank %d given without a world_size", o.rank);
+      return NULL;
+    }
+    o.world_size = loom_dist_world_size();
+    o.rank = loom_dist_rank();
+  }
   loom_shape xshape;
   loom_clear_error();   /* an allocation failure below is told apart by the status */
   if (check_opts(ds, &o) ||

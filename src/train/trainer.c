@@ -1,6 +1,7 @@
 /* loom_trainer: epochs of steps over a loader with progress lines, NaN / Inf
  * checks, checkpoints every N steps, and a clean stop on SIGINT / SIGTERM. */
 #define _POSIX_C_SOURCE 200809L   /* sigaction, fileno, clock_gettime */
+#include "loom/dist.h"
 #include "loom/train.h"
 #include "loom/autograd.h"
 #include "loom/runtime.h"
@@ -31,12 +32,14 @@ struct loom_trainer {
   double loss_sum, correct;     /* this epoch's steps so far */
   int64_t seen, counted;
   double fit_start, timed_start;  /* clock at the fit's start and after its first step */
+  double timed_end;             /* clock after the last step (evaluation and saving are not training) */
   int64_t fit_steps, timed_samples;
   int64_t saved_step;           /* step of the last checkpoint written (-1: none) */
   double eval_loss, eval_acc;
   char last_path[4096];
   bool handlers;                /* our SIGINT / SIGTERM handlers are installed */
   bool line_open;               /* a progress line rewritten in place waits for its newline */
+  bool writer;                  /* rank 0 (or no process group): logs and writes checkpoints */
   struct sigaction old_int, old_term;
 };
 
@@ -95,6 +98,9 @@ loom_trainer *loom_trainer_new(loom_module *model, loom_optimizer *opt, loom_sch
   if (t->o.keep == 0) t->o.keep = 3;
   if (!t->o.loss) t->o.loss = loom_loss_cross_entropy;
   if (!t->o.log) t->o.log = stdout;
+  /* Under a process group only rank 0 logs and writes checkpoints; every rank trains. */
+  t->writer = loom_dist_rank() == 0;
+  if (!t->writer) t->o.quiet = true;
   t->dir = copy_text(t->o.checkpoint_dir, NULL);
   t->prefix = copy_text(t->o.checkpoint_prefix, "ckpt");
   t->config = copy_text(t->o.config, "");
@@ -105,7 +111,7 @@ loom_trainer *loom_trainer_new(loom_module *model, loom_optimizer *opt, loom_sch
   t->o.checkpoint_dir = t->dir;
   t->o.checkpoint_prefix = t->prefix;
   t->o.config = t->config;
-  if (t->dir) { /* before any training: a folder that cannot take a checkpoint is an error now, not after an epoch */
+  if (t->dir && t->writer) { /* before any training: a folder that cannot take a checkpoint is an error now */
     int removed = loom_checkpoint_prepare_dir(t->dir, t->prefix);
     if (removed < 0) {
       loom_trainer_free(t);
@@ -137,7 +143,8 @@ loom_train_stats loom_trainer_stats(const loom_trainer *t) {
   s.loss = t->seen ? t->loss_sum / (double)t->seen : NAN;
   s.accuracy = t->counted ? t->correct / (double)t->counted : NAN;
   s.seconds = t->fit_start > 0 ? now - t->fit_start : 0;
-  s.samples_per_s = t->fit_steps > 1 && now > t->timed_start ? (double)t->timed_samples / (now - t->timed_start) : NAN;
+  s.samples_per_s = t->fit_steps > 1 && t->timed_end > t->timed_start
+                        ? (double)t->timed_samples / (t->timed_end - t->timed_start) : NAN;
   s.eval_loss = t->eval_loss;
   s.eval_accuracy = t->eval_acc;
   return s;
@@ -150,7 +157,7 @@ int loom_trainer_save(loom_trainer *t, const char *path) {
   char own[4096];
   if (!path) {
     if (!t->dir) return core_set_error(LOOM_ERR_INVALID, "loom_trainer_save: no path and no checkpoint_dir");
-    if (mkdir(t->dir, 0777) != 0 && errno != EEXIST)
+    if (t->writer && mkdir(t->dir, 0777) != 0 && errno != EEXIST)
       return core_set_error(LOOM_ERR_IO, "loom_trainer_save: cannot create folder '%s': %s", t->dir, strerror(errno));
     int st = loom_checkpoint_path(t->dir, t->prefix, t->step, own, sizeof own);
     if (st) return st;
@@ -160,12 +167,13 @@ int loom_trainer_save(loom_trainer *t, const char *path) {
   loom_checkpoint_meta meta = {.step = t->step, .epoch = t->epoch, .batch_size = ws.batch_size,
                                .dataset_len = ws.dataset_len, .world_size = ws.world_size, .epochs = t->o.epochs};
   snprintf(meta.config, sizeof meta.config, "%s", t->config);
-  int st = loom_checkpoint_save(path, t->model, t->opt, t->sched, t->o.scaler, t->loader, &meta);
+  int st = t->writer ? loom_checkpoint_save(path, t->model, t->opt, t->sched, t->o.scaler, t->loader, &meta) : 0;
   if (st) return st;
   snprintf(t->last_path, sizeof t->last_path, "%s", path);
   t->saved_step = t->step;
   say(t, "checkpoint saved: %s (step %" PRId64 ")", path, t->step);
-  if (t->dir && t->o.keep > 0 && loom_checkpoint_rotate(t->dir, t->prefix, t->o.keep) < 0) return loom_last_status();
+  if (t->writer && t->dir && t->o.keep > 0 && loom_checkpoint_rotate(t->dir, t->prefix, t->o.keep) < 0)
+    return loom_last_status();
   return LOOM_OK;
 }
 
@@ -275,9 +283,12 @@ static void print_progress(loom_trainer *t, bool final) {
   loom_train_stats s = loom_trainer_stats(t);
   double per_step = t->fit_steps > 0 ? (now_s() - t->fit_start) / (double)t->fit_steps : 0;
   double eta = total > t->step ? per_step * (double)(total - t->step) : 0;
-  char acc[32] = "", speed[48] = "";
+  char acc[32] = "", speed[64] = "";
   if (!isnan(s.accuracy)) snprintf(acc, sizeof acc, "  acc %.2f%%", 100 * s.accuracy);
-  if (!isnan(s.samples_per_s)) snprintf(speed, sizeof speed, "  %.0f samples/s", s.samples_per_s);
+  int world = loom_dist_world_size();
+  if (!isnan(s.samples_per_s) && world == 1) snprintf(speed, sizeof speed, "  %.0f samples/s", s.samples_per_s);
+  if (!isnan(s.samples_per_s) && world > 1)
+    snprintf(speed, sizeof speed, "  %.0f samples/s (%.0f per rank)", s.samples_per_s * world, s.samples_per_s);
   bool tty = isatty(fileno(t->o.log));
   fprintf(t->o.log, "%sepoch %" PRId64 "/%d  step %" PRId64 "/%" PRId64 "  loss %.4f%s  lr %.3g%s  ETA %d:%02d%s",
           tty ? "\r" : "", t->epoch + 1, t->o.epochs, batch, nb, s.loss, acc, loom_optimizer_get_lr(t->opt, 0),
@@ -342,7 +353,7 @@ static step_result one_step(loom_trainer *t) {
   t->seen += b;
   if (c >= 0) t->correct += c, t->counted += b;
   if (++t->fit_steps == 1) t->timed_start = now_s();
-  else t->timed_samples += b;
+  else t->timed_samples += b, t->timed_end = now_s();
   return STEP_OK;
 }
 
@@ -367,6 +378,39 @@ static void restore_handlers(loom_trainer *t, bool mine) {
   t->handlers = false;
 }
 
+/* Under a process group, a signal, an on_step stop or a NaN / Inf on any rank
+ * stops every rank after the same step: the flags are all-reduced (max). */
+static int agree_on_stop(int *stop, int *bad) {
+  if (loom_dist_world_size() == 1) return LOOM_OK;
+  int32_t flags[3] = {(int32_t)stop_signal, (int32_t)(*stop != 0), (int32_t)(*bad != 0)};
+  loom_scope_begin();
+  loom_tensor *f = loom_from_host(flags, LOOM_SHAPE(3), LOOM_I32, loom_cpu());
+  int st = f ? loom_all_reduce(f, LOOM_REDUCE_MAX) : (int)loom_last_status();
+  if (!st) {
+    if (loom_item_at(f, (int64_t[]){0})) stop_signal = (sig_atomic_t)loom_item_at(f, (int64_t[]){0});
+    *stop = (int)loom_item_at(f, (int64_t[]){1});
+    *bad = (int)loom_item_at(f, (int64_t[]){2});
+  }
+  loom_scope_end();
+  return st;
+}
+
+/* Under a process group each rank evaluates its shard: the means are averaged
+ * (every rank has the same number of samples, DistributedSampler's padding). */
+static int average_eval(double *loss, double *acc) {
+  if (loom_dist_world_size() == 1) return LOOM_OK;
+  double v[2] = {*loss, isnan(*acc) ? 0 : *acc};
+  loom_scope_begin();
+  loom_tensor *m = loom_from_host(v, LOOM_SHAPE(2), LOOM_F64, loom_cpu());
+  int st = m ? loom_all_reduce(m, LOOM_REDUCE_AVG) : (int)loom_last_status();
+  if (!st) {
+    *loss = loom_item_at(m, (int64_t[]){0});
+    if (!isnan(*acc)) *acc = loom_item_at(m, (int64_t[]){1});
+  }
+  loom_scope_end();
+  return st;
+}
+
 static bool max_reached(const loom_trainer *t) { return t->o.max_steps > 0 && t->step >= t->o.max_steps; }
 
 /* After a signal: a checkpoint (when there is a folder) and INTERRUPTED. */
@@ -381,8 +425,13 @@ static loom_train_status epoch_steps(loom_trainer *t) {
     step_result r = one_step(t);
     if (r == STEP_END) break;
     if (r == STEP_FAIL) return LOOM_TRAIN_FAILED;
-    if (r == STEP_NONFINITE) return LOOM_TRAIN_NONFINITE; /* the caller prints loom_last_error(): once */
-    int stop = t->o.on_step ? t->o.on_step(t, t->step, t->loss_sum / (double)t->seen, t->o.step_user) : 0;
+    int bad = r == STEP_NONFINITE;
+    int stop = !bad && t->o.on_step ? t->o.on_step(t, t->step, t->loss_sum / (double)t->seen, t->o.step_user) : 0;
+    if (agree_on_stop(&stop, &bad)) return LOOM_TRAIN_FAILED;
+    if (bad && r != STEP_NONFINITE)
+      core_set_error(LOOM_ERR_INVALID, "training stopped at step %" PRId64 ": another rank found NaN / Inf (its "
+                     "message is on its output)", t->step);
+    if (bad) return LOOM_TRAIN_NONFINITE; /* the caller prints loom_last_error(): once */
     if (stop_signal) return interrupted(t);
     if (stop) return LOOM_TRAIN_STOPPED;
     if (t->dir && t->o.checkpoint_every > 0 && t->step % t->o.checkpoint_every == 0 && loom_trainer_save(t, NULL))
@@ -413,12 +462,15 @@ loom_train_status loom_train_epoch(loom_trainer *t) {
     if (t->sched && t->o.sched_per_epoch && loom_scheduler_step(t->sched) != 0) s = LOOM_TRAIN_FAILED;
     t->epoch++;
     if (s == LOOM_TRAIN_DONE && t->o.eval_loader) {
-      if (loom_evaluate_fn(t->model, t->o.eval_loader, t->o.loss, t->o.loss_user, &t->eval_loss, &t->eval_acc))
+      if (loom_evaluate_fn(t->model, t->o.eval_loader, t->o.loss, t->o.loss_user, &t->eval_loss, &t->eval_acc) ||
+          average_eval(&t->eval_loss, &t->eval_acc))
         s = LOOM_TRAIN_FAILED;
       else
         say(t, "epoch %" PRId64 "/%d  eval loss %.4f  eval acc %.2f%%", t->epoch, t->o.epochs, t->eval_loss,
             100 * t->eval_acc);
     }
+    int no_stop = 0, no_bad = 0;
+    if (s == LOOM_TRAIN_DONE && agree_on_stop(&no_stop, &no_bad)) s = LOOM_TRAIN_FAILED;
     if (s == LOOM_TRAIN_DONE && stop_signal) s = interrupted(t);
     if (s == LOOM_TRAIN_DONE && t->dir && t->o.checkpoint_every == 0 && loom_trainer_save(t, NULL)) s = LOOM_TRAIN_FAILED;
   }
@@ -431,6 +483,7 @@ loom_train_status loom_trainer_fit(loom_trainer *t) {
   bool mine = install_handlers(t);
   t->fit_start = now_s();
   t->fit_steps = t->timed_samples = 0;
+  t->timed_end = 0;
   loom_train_status s = LOOM_TRAIN_DONE;
   while (s == LOOM_TRAIN_DONE && t->epoch < t->o.epochs && !max_reached(t)) s = loom_train_epoch(t);
   if (s == LOOM_TRAIN_DONE && t->dir && t->saved_step != t->step && loom_trainer_save(t, NULL)) s = LOOM_TRAIN_FAILED;

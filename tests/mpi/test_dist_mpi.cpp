@@ -3,7 +3,11 @@
 // ranks). Every rank runs every test in the same order; a rank whose check
 // fails still calls the same collectives, so the other never waits forever
 // (and LOOM_DIST_TIMEOUT bounds it if it did).
+#include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
 
 #include <string>
 #include <vector>
@@ -208,6 +212,86 @@ TEST(DistMpi, BatchNormBuffersComeFromRankZero) {
   ASSERT_EQ(loom_all_gather(both, mean), LOOM_OK);
   std::vector<double> v = V(both);
   EXPECT_EQ(std::vector<double>(v.begin(), v.begin() + 4), std::vector<double>(v.begin() + 4, v.end()));
+}
+
+// ---- the trainer under a process group ----
+struct TrainRun {
+  Model inner, ddp;
+  loom_optimizer *opt;
+  loom_loader *loader;
+  loom_trainer *trainer;
+  TrainRun(const std::string &dir, int64_t max_steps, loom_step_fn on_step)
+      : inner(dist_mlp(11)), ddp(loom_ddp_new(inner.m, nullptr)) {
+    loom_sgd_opts so{};
+    so.lr = 0.05;
+    opt = loom_sgd_module(ddp.m, &so);
+    loom_dataset *ds = loom_dataset_synthetic(96, LOOM_SHAPE(6), 3, 1);
+    loom_loader_opts lo{};
+    lo.batch_size = 4;  // world_size 0: the process group's shard
+    lo.shuffle = true;
+    lo.seed = 3;
+    loader = loom_loader_new(ds, &lo);
+    loom_dataset_free(ds);
+    loom_trainer_opts to{};
+    to.max_steps = max_steps;
+    to.quiet = true;
+    to.checkpoint_dir = dir.c_str();
+    to.checkpoint_every = 100;
+    to.on_step = on_step;
+    trainer = loom_trainer_new(ddp.m, opt, nullptr, loader, &to);
+  }
+  ~TrainRun() {
+    loom_trainer_free(trainer);
+    loom_loader_free(loader);
+    loom_optimizer_free(opt);
+  }
+};
+
+int sigterm_on_rank1_at_step3(loom_trainer *, int64_t step, double, void *) {
+  if (step == 3 && loom_dist_rank() == 1) raise(SIGTERM);
+  return 0;
+}
+
+TEST(DistMpi, TrainerStopsEveryRankAtTheSameStepAndResumes) {
+  // one folder for both ranks: named after rank 0's pid
+  ScopeGuard g;
+  int64_t pid = getpid();
+  loom_tensor *p = loom_from_host(&pid, LOOM_SHAPE(1), LOOM_I64, loom_cpu());
+  ASSERT_EQ(loom_broadcast(p, 0), LOOM_OK);
+  std::string dir = ::testing::TempDir() + "/loom_ddp_" + std::to_string((long long)loom_item(p));
+  {
+    TrainRun r(dir, 8, sigterm_on_rank1_at_step3);
+    ASSERT_NE(r.trainer, nullptr) << loom_last_error();
+    EXPECT_EQ(loom_loader_num_samples(r.loader), 48);  // half of 96 on each rank
+    EXPECT_EQ(loom_trainer_fit(r.trainer), LOOM_TRAIN_INTERRUPTED) << loom_last_error();
+    EXPECT_EQ(loom_trainer_stats(r.trainer).step, 3);  // rank 0 stopped after the same step as rank 1
+  }
+  loom_barrier();  // rank 0 has written its checkpoint
+  int files = 0;
+  std::string only;
+  for (const auto &e : std::filesystem::directory_iterator(dir)) files++, only = e.path().filename().string();
+  EXPECT_EQ(files, 1) << "only rank 0 writes";
+  EXPECT_EQ(only, "ckpt-00000003.safetensors");
+  loom_barrier();
+  std::vector<std::vector<double>> mine;
+  {
+    TrainRun r(dir, 8, nullptr);
+    ASSERT_EQ(loom_trainer_resume_latest(r.trainer), 1) << loom_last_error();
+    EXPECT_EQ(loom_trainer_stats(r.trainer).step, 3);
+    EXPECT_EQ(loom_trainer_fit(r.trainer), LOOM_TRAIN_DONE) << loom_last_error();
+    EXPECT_EQ(loom_trainer_stats(r.trainer).step, 8);
+    mine = params(r.ddp.m);
+  }
+  // the ranks end with the same parameters
+  for (const auto &v : mine) {
+    loom_tensor *t = T(v, LOOM_SHAPE((int64_t)v.size()), LOOM_F64);
+    loom_tensor *both = loom_empty(LOOM_SHAPE(2, (int64_t)v.size()), LOOM_F64, loom_cpu());
+    ASSERT_EQ(loom_all_gather(both, t), LOOM_OK);
+    std::vector<double> b = V(both);
+    EXPECT_TRUE(std::equal(b.begin(), b.begin() + v.size(), b.begin() + v.size()));
+  }
+  loom_barrier();
+  if (loom_dist_rank() == 0) std::filesystem::remove_all(dir);
 }
 
 }  // namespace
