@@ -17,5 +17,6 @@
 #include "loom/data.h"
 #include "loom/train.h"
 #include "loom/models.h"
+#include "loom/dist.h"
 
 #endif
