@@ -32,7 +32,8 @@ static void usage(FILE *to) {
               "       [--model NAME] [--epochs N] [--batch-size N] [--lr X] [--momentum X] [--data DIR]\n"
               "       [--limit N] [--device cpu|cuda] [--checkpoint DIR] [--resume] [--bucket-mb X] [--log-every N]\n"
               "defaults: --model seed_cnn --epochs 1 --batch-size 64 (global) --lr 0.01 --momentum 0.9\n"
-              "          --data /usr/share/datasets/fashion-mnist --bucket-mb 25; no checkpoints;\n"
+              "          --data /usr/share/datasets/fashion-mnist --bucket-mb 25 (under 1, the first bucket too);\n"
+              "          no checkpoints;\n"
               "          the device is cuda:LOCAL_RANK when GPUs are visible, else cpu\n");
 }
 
@@ -133,7 +134,9 @@ int main(int argc, char **argv) {
   timeline tl = {0};
   int rc = 1;
   if (!net || loom_module_to_device(net, dev)) goto fail;
-  ddp = loom_ddp_new(net, &(loom_ddp_opts){.bucket_cap_mb = o.bucket_mb});
+  /* a cap below the 1 MiB first bucket applies to the first one too (to split small models) */
+  ddp = loom_ddp_new(net, &(loom_ddp_opts){.bucket_cap_mb = o.bucket_mb,
+                                           .first_bucket_mb = o.bucket_mb > 0 && o.bucket_mb < 1 ? o.bucket_mb : 0});
   if (!ddp) goto fail;
   opt = loom_sgd_module(ddp, &(loom_sgd_opts){.lr = o.lr, .momentum = o.momentum});
   train = loader(&o, true, side, o.batch / world, dev);
