@@ -3,6 +3,7 @@
  * start and its buffers before each training forward, and all-reduces the
  * gradients in buckets that start from the "gradient ready" hook while the
  * rest of backward runs. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +39,8 @@ struct ddp_state {
   int nb;
   int next_launch;           /* the next bucket to start (buckets start in order on every rank) */
   bool sync, armed;
+  loom_status hook_err;      /* the first failure inside a hook (hooks return nothing): reported by finish */
+  char hook_msg[600];
   loom_ddp_opts o;
   loom_ddp_stats stats;
   double t_starts[2];
@@ -53,13 +56,22 @@ static loom_tensor *slot(const ddp_param *p) {
   return v;
 }
 
-static void launch_ready(ddp_state *d) {
+/* Keeps the first error of a hook for finish to report. */
+static void hook_failed(ddp_state *d) {
+  if (d->hook_err) return;
+  d->hook_err = loom_last_status() ? loom_last_status() : LOOM_ERR_INTERNAL;
+  snprintf(d->hook_msg, sizeof d->hook_msg, "%s", loom_last_error());
+}
+
+static loom_status launch_ready(ddp_state *d) {
   while (d->next_launch < d->nb && d->b[d->next_launch].n_ready == d->b[d->next_launch].n_params) {
     ddp_bucket *b = &d->b[d->next_launch];
     if (d->o.on_bucket) d->o.on_bucket(d->next_launch, d->o.on_bucket_user);
     b->work = loom_all_reduce_async(b->flat, LOOM_REDUCE_AVG);
+    if (!b->work) return loom_last_status();
     d->next_launch++;
   }
+  return LOOM_OK;
 }
 
 static void reset(ddp_state *d) {
@@ -67,6 +79,7 @@ static void reset(ddp_state *d) {
   for (int i = 0; i < d->nb; i++) d->b[i].n_ready = 0;
   d->next_launch = 0;
   d->armed = false;
+  d->hook_err = LOOM_OK;
 }
 
 /* Writes p's gradient (or zeros) into its slot and marks it ready. */
@@ -104,6 +117,7 @@ static int take(ddp_param *p) {
 static loom_status finish(void *user, loom_status st) {
   ddp_state *d = user;
   double walk_end = dist_now();
+  if (st == LOOM_OK && d->hook_err) st = core_set_error(d->hook_err, "DDP: %s", d->hook_msg);
   if (st == LOOM_OK) {
     for (int i = 0; i < d->np && st == LOOM_OK; i++) {
       ddp_param *p = &d->p[i];
@@ -116,7 +130,7 @@ static loom_status finish(void *user, loom_status st) {
       else
         st = put(p);
     }
-    if (st == LOOM_OK) launch_ready(d);
+    if (st == LOOM_OK) st = launch_ready(d);
   }
   /* every started bucket is waited for, also on failure, so no work outlives its step */
   double comm = 0, last_end = walk_end;
@@ -149,11 +163,14 @@ static void on_grad(loom_tensor *leaf, void *user) {
   if (p->prev_hook) p->prev_hook(leaf, p->prev_user);
   if (!d->sync || p->ready) return;
   if (!d->armed) {
-    if (core_queue_backward_callback(finish, d)) return;
+    if (core_queue_backward_callback(finish, d)) { /* no finish to report it: the gradients stay local */
+      fprintf(stderr, "loom DDP: %s\n", loom_last_error());
+      return;
+    }
     d->armed = true;
   }
-  if (put(p)) return;
-  launch_ready(d);
+  if (d->hook_err) return;
+  if (put(p) || launch_ready(d)) hook_failed(d);
 }
 
 /* ---- the module ---- */
