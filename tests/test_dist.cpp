@@ -2,7 +2,9 @@
 // rank and world size come from, the collectives' checks and local results,
 // and the DDP wrapper's buckets, names, no_sync and unused parameters. The
 // multi-process checks run under mpirun (tests/mpi/).
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <string>
 
@@ -196,6 +198,20 @@ TEST(Ddp, SameNamesAndTensorsAsTheModel) {
   Model again(loom_ddp_new(inner.m, nullptr));
   EXPECT_EQ(again.m, nullptr);
   EXPECT_NE(std::string(loom_last_error()).find("already belongs to a DDP module"), std::string::npos);
+}
+
+TEST(Ddp, CheckpointsAreTheModels) {
+  Model inner(dist_mlp(1)), plain(dist_mlp(2));
+  Model ddp(loom_ddp_new(inner.m, nullptr));
+  std::string path = ::testing::TempDir() + "/loom_ddp_ckpt_" + std::to_string(getpid()) + ".safetensors";
+  ASSERT_EQ(loom_checkpoint_save(path.c_str(), ddp.m, nullptr, nullptr, nullptr, nullptr, nullptr), LOOM_OK)
+      << loom_last_error();
+  loom_checkpoint_meta meta{};
+  ASSERT_EQ(loom_checkpoint_load(path.c_str(), plain.m, nullptr, nullptr, nullptr, nullptr, &meta), LOOM_OK)
+      << loom_last_error();
+  EXPECT_STREQ(meta.model_type, "Sequential");
+  EXPECT_EQ(V(loom_module_param(plain.m, "0.weight")), V(loom_module_param(inner.m, "0.weight")));
+  remove(path.c_str());
 }
 
 TEST(Ddp, GradientsEqualThePlainModels) {

@@ -2,6 +2,7 @@
  * loader position in one safetensors file with a CRC-32 over its contents.
  * Loading checks every part before it changes anything. */
 #define _POSIX_C_SOURCE 200809L
+#include "loom/dist.h"
 #include "loom/io.h"
 #include "loom/data.h"
 #include "loom/nn.h"
@@ -134,7 +135,9 @@ static int build_checkpoint(loom_tensor_map *m, const loom_module *model, const 
   if (!st) st = add_meta_i64(m, "format_version", LOOM_CHECKPOINT_VERSION);
   if (!st) st = add_meta_i64(m, "step", meta ? meta->step : 0);
   if (!st) st = add_meta_i64(m, "epoch", meta ? meta->epoch : 0);
-  if (!st) st = loom_map_set_meta(m, "model_type", loom_module_type(model));
+  /* a data-parallel wrapper's checkpoint is its model's (same names, same tensors) */
+  const loom_module *inner = loom_ddp_module((loom_module *)model);
+  if (!st) st = loom_map_set_meta(m, "model_type", loom_module_type(inner ? inner : model));
   if (!st && opt) st = loom_map_set_meta(m, "optimizer", loom_optimizer_name(opt));
   if (!st) st = loom_map_set_meta(m, "config", meta ? meta->config : "");
   const char *run_keys[4] = {"run_batch_size", "run_dataset_len", "run_world_size", "run_epochs"};
