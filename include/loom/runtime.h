@@ -37,7 +37,7 @@ typedef struct loom_device_info {
   int multiprocessors;
 } loom_device_info;
 int loom_cuda_device_info(int index, loom_device_info *out);
-/* Writes one line per component: Loom, driver, CUDA runtime, cuBLAS, cuDNN, NCCL, OpenBLAS. */
+/* Writes one line per component: Loom, OpenBLAS, OpenMP threads, MPI, driver, CUDA runtime, cuBLAS, cuDNN, NCCL. */
 int loom_versions(char *buf, size_t size);
 void loom_print_versions(void);
 

@@ -18,6 +18,9 @@ bool loom_cuda_is_built(void) {
 #endif
 }
 
+/* The MPI line of loom_versions (src/dist/dist.c). */
+int dist_versions(char *buf, size_t size);
+
 int loom_cuda_device_count(void) { return cuda_device_count(); }
 
 int loom_synchronize(loom_device dev) {
@@ -31,6 +34,9 @@ int loom_versions(char *buf, size_t size) {
   int n = snprintf(buf, size, "Loom: %s\nOpenBLAS: %s\nOpenMP threads: %d\n", LOOM_VERSION_TEXT,
                    openblas_get_config(), core_num_threads());
   if (n < 0 || (size_t)n >= size) return (int)size - 1;
+  int d = dist_versions(buf + n, size - (size_t)n);  /* src/dist/dist.c */
+  if (d < 0 || (size_t)(n + d) >= size) return (int)size - 1;
+  n += d;
   n += cuda_versions(buf + n, size - (size_t)n);
   return n;
 }

@@ -32,6 +32,9 @@ loom_status cuda_check_launch(const char *kernel, const char *file, int line);
 
 /* Makes device `index` current for this thread (checked). */
 loom_status cuda_set_device(int index);
+/* The PCI bus id of device `index` ("0000:3b:00.0") into buf; LOOM_OK or an
+ * error (also in builds without CUDA: src/nocuda/nocuda.c). */
+int cuda_pci_bus_id(int index, char *buf, int len);
 /* Multiprocessors of device `index` (cached; 1 when unknown). */
 int cuda_sm_count(int index);
 /* Compute capability major of device `index` (cached; 0 when unknown). */

@@ -91,6 +91,11 @@ int loom_cuda_device_info(int index, loom_device_info *out) {
   return LOOM_OK;
 }
 
+int cuda_pci_bus_id(int index, char *buf, int len) {
+  loom_status st = cuda_check_device(index);
+  return st ? st : CUDA_CHECK(cudaDeviceGetPCIBusId(buf, len, index));
+}
+
 loom_status cuda_synchronize(int index) {
   loom_status st = cuda_check_device(index);
   if (!st) st = cuda_set_device(index);

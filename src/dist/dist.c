@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cuda/cuda_util.h"   /* cuda_pci_bus_id (no CUDA headers) */
 #include "dist/dist_impl.h"
 #include "loom/ops.h"
 
@@ -71,6 +72,16 @@ int dist_divide_by_world(loom_tensor *t) {
   return st;
 }
 
+int dist_versions(char *buf, size_t size) {
+#ifdef LOOM_WITH_MPI
+  char v[256];
+  dist_mpi_version(v, sizeof v);
+  return snprintf(buf, size, "MPI: %s\n", v);
+#else
+  return snprintf(buf, size, "MPI: not built\n");
+#endif
+}
+
 /* ---- a world of one: every collective is the identity (or a copy) ---- */
 static int local_submit(loom_dist_work *w) {
   w->t_start = dist_now();
@@ -82,7 +93,8 @@ static int local_submit(loom_dist_work *w) {
 }
 static int local_wait(loom_dist_work *w) { return LOOM_OK; }
 static void local_finalize(void) {}
-static const dist_backend LOCAL = {"local", local_submit, local_wait, local_finalize};
+static const dist_backend LOCAL = {.name = "local", .submit = local_submit, .wait = local_wait,
+                                   .finalize = local_finalize};
 
 /* ---- the process group ---- */
 static double timeout_from(const loom_dist_opts *o) {
@@ -123,11 +135,15 @@ static int pick_device(const loom_dist_opts *o, const dist_place *p, loom_device
 }
 
 static const dist_backend *pick_backend(const dist_place *p, loom_device dev) {
+#ifdef LOOM_WITH_NCCL
+  /* also for a world of one, so that one GPU runs (and tests) the NCCL path */
+  if (dev.type == LOOM_CUDA) return dist_nccl_init(p, dev);
+#endif
   if (p->world_size == 1) return &LOCAL;
   if (dev.type == LOOM_CUDA) {
     core_set_error(LOOM_ERR_UNSUPPORTED,
-                   "dist_init: world size %d on %s needs the NCCL backend, which this build does not have yet; "
-                   "use device \"cpu\" (MPI)",
+                   "dist_init: world size %d on %s needs the NCCL backend, but Loom was built without NCCL (not "
+                   "found: set LOOM_NCCL_ROOT to the folder holding include/nccl.h); use device \"cpu\" (MPI)",
                    p->world_size, loom_device_name(dev));
     return NULL;
   }
@@ -177,8 +193,10 @@ int loom_dist_init(const loom_dist_opts *o) {
     snprintf(where, sizeof where, "%s", loom_device_name(dev));
     if (dev.type == LOOM_CUDA) {
       loom_device_info info;
+      char bus[32];   /* the PCI bus id tells which physical GPU, whatever CUDA_VISIBLE_DEVICES renumbered */
+      if (cuda_pci_bus_id(dev.index, bus, sizeof bus) != LOOM_OK) snprintf(bus, sizeof bus, "?");
       if (loom_cuda_device_info(dev.index, &info) == LOOM_OK)
-        snprintf(where, sizeof where, "%s (%s)", loom_device_name(dev), info.name);
+        snprintf(where, sizeof where, "%s (%s, PCI %s)", loom_device_name(dev), info.name, bus);
     }
     printf("loom dist: rank %d/%d (local %d) on %s, host %s, pid %ld, launcher %s, backend %s, timeout %.0f s\n",
            p.rank, p.world_size, p.local_rank, where, host, (long)getpid(), p.launcher, b->name, timeout);
@@ -254,7 +272,7 @@ int dist_wait_timed(loom_dist_work *w, double *t0, double *t1) {
   loom_status st = backend()->wait(w);
   if (!st && w->status) st = core_set_error(w->status, "%s", w->err);
   bool avg = w->op == LOOM_REDUCE_AVG && (w->kind == DIST_ALL_REDUCE || w->kind == DIST_REDUCE_SCATTER);
-  if (!st && avg && loom_dist_world_size() > 1) st = dist_divide_by_world(w->out);
+  if (!st && avg && loom_dist_world_size() > 1 && !backend()->native_avg) st = dist_divide_by_world(w->out);
   if (t0) *t0 = w->t_start;
   if (t1) *t1 = w->t_end;
   loom_release(w->in);

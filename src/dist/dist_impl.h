@@ -22,6 +22,7 @@ struct loom_dist_work {
   loom_status status;
   char err[512];
   struct loom_dist_work *next;  /* the backend's queue */
+  void *backend_data;           /* the backend's own record of w (NCCL: its events) */
 };
 
 typedef struct dist_backend {
@@ -31,6 +32,7 @@ typedef struct dist_backend {
   /* Returns when w has finished (the backend enforces the timeout). */
   int (*wait)(loom_dist_work *w);
   void (*finalize)(void);
+  bool native_avg;   /* AVG reduces to the mean itself (else SUM, then dist_divide_by_world) */
 } dist_backend;
 
 typedef struct dist_state {
@@ -60,8 +62,23 @@ int dist_divide_by_world(loom_tensor *t);
 /* Joins the MPI job (MPI_Init_thread unless the program did) with ranks
  * ordered by p->rank; returns the backend or NULL + error. */
 const dist_backend *dist_mpi_init(const dist_place *p);
+/* "Open MPI v4.1.4": the MPI library's version. */
+void dist_mpi_version(char *buf, size_t size);
 /* True when the environment shows an MPI launcher (mpirun, srun with PMI/PMIx). */
 bool dist_mpi_job(void);
+#endif
+
+/* A rendezvous for world_size processes without MPI (store.c): rank 0 listens
+ * on MASTER_ADDR:MASTER_PORT and sends its len bytes of buf to every other
+ * rank, which connects (retrying until timeout_s) and receives them into buf.
+ * Returns 0 or an error status (recorded). */
+int dist_store_share(int rank, int world_size, void *buf, size_t len, double timeout_s);
+
+#ifdef LOOM_WITH_NCCL
+/* Joins the NCCL communicator of the world on CUDA device dev (the unique id
+ * travels over MPI under an MPI launcher, else through dist_store_share);
+ * returns the backend or NULL + error. nccl.c */
+const dist_backend *dist_nccl_init(const dist_place *p, loom_device dev);
 #endif
 
 #endif

@@ -25,6 +25,16 @@ static loom_dist_work *head, *tail;
 static loom_dist_work *running;   /* the collective inside MPI now (under mu) */
 static bool stopping;
 
+void dist_mpi_version(char *buf, size_t size) {
+  char v[MPI_MAX_LIBRARY_VERSION_STRING] = "";
+  int len = 0;
+  MPI_Get_library_version(v, &len);
+  v[strcspn(v, ",\n")] = 0;   /* "Open MPI v4.1.4, package: ..." -> "Open MPI v4.1.4" */
+  snprintf(buf, size, "%s", v);
+}
+
+static void finalize_at_exit(void) { loom_dist_finalize(); }
+
 bool dist_mpi_job(void) {
   return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK") || getenv("PMI_SIZE");
 }
@@ -178,7 +188,8 @@ static void mpi_finalize(void) {
   free_mpi_objects();
 }
 
-static const dist_backend MPI_BACKEND = {"mpi", mpi_submit, mpi_wait, mpi_finalize};
+static const dist_backend MPI_BACKEND = {.name = "mpi", .submit = mpi_submit, .wait = mpi_wait,
+                                         .finalize = mpi_finalize};
 
 const dist_backend *dist_mpi_init(const dist_place *p) {
   int inited = 0, finalized = 0, provided = 0;
@@ -232,6 +243,8 @@ const dist_backend *dist_mpi_init(const dist_place *p) {
   MPI_Op_create(sum16, 1, &op16[0]);
   MPI_Op_create(max16, 1, &op16[1]);
   MPI_Op_create(min16, 1, &op16[2]);
+  static bool at_exit;  /* a program that forgets loom_dist_finalize still leaves MPI cleanly */
+  if (!at_exit) at_exit = atexit(finalize_at_exit) == 0;
   if (pthread_create(&thread, NULL, comm_main, NULL)) {
     core_set_error(LOOM_ERR_COMM, "dist_init: cannot start the communication thread");
     free_mpi_objects();

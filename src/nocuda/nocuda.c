@@ -6,6 +6,7 @@
 
 #include "core/tensor_impl.h"
 #include "cuda/cuda_backend.h"
+#include "cuda/cuda_util.h"
 
 static loom_status not_built(const char *what) {
   return core_set_error(LOOM_ERR_DEVICE, "%s: Loom was built without CUDA", what);
@@ -38,6 +39,8 @@ loom_status cuda_memcpy(void *dst, loom_device dst_dev, const void *src, loom_de
 void *cuda_current_stream(int index) { return NULL; }
 
 loom_status cuda_synchronize(int index) { return cuda_check_device(index); }
+
+int cuda_pci_bus_id(int index, char *buf, int len) { return cuda_check_device(index); }
 
 int cuda_versions(char *buf, size_t size) {
   if (!buf || size == 0) return 0;

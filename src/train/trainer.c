@@ -384,7 +384,7 @@ static int agree_on_stop(int *stop, int *bad) {
   if (loom_dist_world_size() == 1) return LOOM_OK;
   int32_t flags[3] = {(int32_t)stop_signal, (int32_t)(*stop != 0), (int32_t)(*bad != 0)};
   loom_scope_begin();
-  loom_tensor *f = loom_from_host(flags, LOOM_SHAPE(3), LOOM_I32, loom_cpu());
+  loom_tensor *f = loom_from_host(flags, LOOM_SHAPE(3), LOOM_I32, loom_dist_device());
   int st = f ? loom_all_reduce(f, LOOM_REDUCE_MAX) : (int)loom_last_status();
   if (!st) {
     if (loom_item_at(f, (int64_t[]){0})) stop_signal = (sig_atomic_t)loom_item_at(f, (int64_t[]){0});
@@ -401,7 +401,7 @@ static int average_eval(double *loss, double *acc) {
   if (loom_dist_world_size() == 1) return LOOM_OK;
   double v[2] = {*loss, isnan(*acc) ? 0 : *acc};
   loom_scope_begin();
-  loom_tensor *m = loom_from_host(v, LOOM_SHAPE(2), LOOM_F64, loom_cpu());
+  loom_tensor *m = loom_from_host(v, LOOM_SHAPE(2), LOOM_F64, loom_dist_device());
   int st = m ? loom_all_reduce(m, LOOM_REDUCE_AVG) : (int)loom_last_status();
   if (!st) {
     *loss = loom_item_at(m, (int64_t[]){0});
