@@ -11,14 +11,12 @@
  * a single-process trainer is three calls: loom_dist_init, loom_ddp_new and
  * (for the output) loom_dist_rank; the loader shards itself and the trainer
  * lets rank 0 alone log and write checkpoints. */
-#include "example_util.h" /* first: it sets _POSIX_C_SOURCE */
+#include "fashion_common.h" /* first: it sets _POSIX_C_SOURCE */
 
 #include <loom/dist.h>
 #include <loom/train.h>
-#include <string.h>
 
 #define PROG "ddp_train"
-static const float MEAN = 0.2860f, STD = 0.3530f; /* Fashion-MNIST training set */
 
 typedef struct options {
   const char *model, *data, *device, *checkpoint;
@@ -86,15 +84,10 @@ static int on_step(loom_trainer *t, int64_t step, double loss, void *user) {
 
 /* The Fashion-MNIST loader (sharded over the ranks by the process group), padded to side x side. */
 static loom_loader *loader(const options *o, bool train, int side, long batch, loom_device dev) {
-  loom_dataset *ds = loom_dataset_mnist(o->data, train);
-  if (ds && train && o->limit > 0) {
-    loom_dataset *sub = loom_dataset_subset(ds, 0, o->limit);
-    loom_dataset_free(ds);
-    ds = sub;
-  }
+  loom_dataset *ds = fashion_dataset(o->data, train, o->limit);
   if (!ds) return NULL;
   loom_loader_opts lo = {.batch_size = batch, .shuffle = train, .seed = 1, .device = dev};
-  lo.transform = (loom_transform_opts){.norm_channels = 1, .mean = &MEAN, .std = &STD};
+  lo.transform = (loom_transform_opts){.norm_channels = 1, .mean = &FASHION_MEAN, .std = &FASHION_STD};
   if (side > 28) lo.transform.crop_size = side, lo.transform.crop_padding = (side - 28) / 2;
   loom_loader *l = loom_loader_new(ds, &lo);
   loom_dataset_free(ds);

@@ -1,4 +1,4 @@
-/* Shared by the small Fashion-MNIST examples (mlp.c, bn_cnn.c, vae.c, gan.c): their common
+/* Shared by the small Fashion-MNIST examples (mlp.c, bn_cnn.c, vae.c, gan.c; ddp_train.c its dataset): their common
  * flags, the train / test loaders, the epoch loop and a PGM grid of images, on top of
  * example_util.h (clock, flag values, --device). Header-only, because each file in examples/
  * is its own program. */
@@ -83,14 +83,20 @@ static inline int fashion_write_pgm(const char *path, const float *img, float lo
  * with mean and std (one value each; NULL = none) they become (x - mean) / std:
  * FASHION_MEAN / FASHION_STD standardise them, 0.5 / 0.5 maps them to [-1, 1]
  * (a Tanh generator's range). NULL with loom_last_error() saying why. */
-static inline loom_loader *fashion_loader(const fashion_opts *o, loom_device dev, bool train, const float *mean,
-                                          const float *std, bool drop_last) {
-  loom_dataset *ds = loom_dataset_mnist(o->data, train);
-  if (ds && train && o->limit > 0) {
-    loom_dataset *sub = loom_dataset_subset(ds, 0, o->limit);
+/* The train images of DIR (the first limit of them when limit > 0) or its test images; NULL + error. */
+static inline loom_dataset *fashion_dataset(const char *dir, bool train, long limit) {
+  loom_dataset *ds = loom_dataset_mnist(dir, train);
+  if (ds && train && limit > 0) {
+    loom_dataset *sub = loom_dataset_subset(ds, 0, limit);
     loom_dataset_free(ds);
     ds = sub;
   }
+  return ds;
+}
+
+static inline loom_loader *fashion_loader(const fashion_opts *o, loom_device dev, bool train, const float *mean,
+                                          const float *std, bool drop_last) {
+  loom_dataset *ds = fashion_dataset(o->data, train, o->limit);
   if (!ds) return NULL;
   loom_loader_opts lo = {.batch_size = train ? o->batch_size : 1000, .shuffle = train, .seed = (uint64_t)o->seed,
                          .drop_last = drop_last, .device = dev};
