@@ -19,6 +19,15 @@ double dist_now(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+void dist_timedwait(pthread_cond_t *cv, pthread_mutex_t *mu, long ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_nsec += ms * 1000 * 1000;
+  ts.tv_sec += ts.tv_nsec / 1000000000;
+  ts.tv_nsec %= 1000000000;
+  pthread_cond_timedwait(cv, mu, &ts);
+}
+
 const char *dist_kind_name(dist_kind k) {
   switch (k) {
     case DIST_ALL_REDUCE: return "all_reduce";

@@ -3,6 +3,8 @@
 #ifndef LOOM_DIST_IMPL_H
 #define LOOM_DIST_IMPL_H
 
+#include <pthread.h>
+
 #include "core/tensor_impl.h"
 #include "dist/placement.h"
 
@@ -48,6 +50,8 @@ typedef struct dist_state {
 extern dist_state dist_g;
 
 double dist_now(void);
+/* pthread_cond_timedwait(cv, mu) for at most ms milliseconds (mu held). */
+void dist_timedwait(pthread_cond_t *cv, pthread_mutex_t *mu, long ms);
 /* Marks w finished with status st (and message, for errors); records it as the last one done. */
 void dist_mark_done(loom_dist_work *w, loom_status st, const char *msg);
 /* The timeout message of w, printed by the rank that gave up on it. */

@@ -3,13 +3,12 @@
  * computing while a bucket's all-reduce runs. The waiting thread enforces the
  * timeout: when the running collective is older than it, the rank prints
  * what was stuck and aborts the whole job (MPI_Abort). */
-#define _POSIX_C_SOURCE 200809L   /* pthread_cond_timedwait, clock_gettime */
+#define _POSIX_C_SOURCE 200809L   /* pthread_cond_timedwait */
 #include <limits.h>
 #include <mpi.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "dist/dist_impl.h"
 
@@ -144,16 +143,7 @@ static void check_timeout(void) {
   }
 }
 
-static void wait_slice(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_nsec += 200 * 1000 * 1000;
-  if (ts.tv_nsec >= 1000000000) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000;
-  }
-  pthread_cond_timedwait(&cv_done, &mu, &ts);
-}
+static void wait_slice(void) { dist_timedwait(&cv_done, &mu, 200); }
 
 static int mpi_wait(loom_dist_work *w) {
   pthread_mutex_lock(&mu);

@@ -6,7 +6,7 @@
  * A watchdog thread marks works done as their events pass, and enforces the
  * timeout: a work older than it (or an NCCL error) aborts the communicator
  * and ends the process, so every other rank's NCCL fails too. */
-#define _POSIX_C_SOURCE 200809L   /* pthread_cond_timedwait, clock_gettime, nanosleep */
+#define _POSIX_C_SOURCE 200809L   /* nanosleep */
 #include "dist/dist_impl.h"
 
 #ifdef LOOM_WITH_NCCL
@@ -149,14 +149,7 @@ static void *watchdog_main(void *arg) {
       next = r->next;
       if (!poll_rec(r) && now - r->w->t_start > dist_g.timeout_s) abort_job(r->w, ncclSuccess);
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 100 * 1000 * 1000;
-    if (ts.tv_nsec >= 1000000000) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000;
-    }
-    pthread_cond_timedwait(&cv, &mu, &ts);
+    dist_timedwait(&cv, &mu, 100);
   }
   pthread_mutex_unlock(&mu);
   return NULL;
