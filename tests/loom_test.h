@@ -21,6 +21,12 @@ std::vector<double> V(const loom_tensor *t);
 // ||out - ref|| / ||ref|| over all elements (any dtypes and devices; shapes must match,
 // otherwise returns +inf). NaN anywhere gives +inf.
 double rel_err(const loom_tensor *out, const loom_tensor *ref);
+// Runs a shell command; its exit status (-1 when it did not exit) and its stdout + stderr.
+struct ToolRun {
+  int status;
+  std::string text;
+};
+ToolRun run_tool(const std::string &command);
 // True when a CUDA device is visible.
 bool has_gpu();
 // Skips the current test, printing why, when no GPU is visible.

@@ -1,4 +1,7 @@
 // Shared helpers for the GoogleTest suites (declared in loom_test.h).
+#include <stdio.h>
+#include <sys/wait.h>
+
 #include "loom_test.h"
 
 #include <cmath>
@@ -192,4 +195,16 @@ std::vector<std::string> param_names(loom_module *m) {
   double e = rel_err(out, ref);
   if (e <= tol) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << "relative error " << e << " > " << tol;
+}
+
+ToolRun run_tool(const std::string &command) {
+  ToolRun o{-1, ""};
+  FILE *p = popen((command + " 2>&1").c_str(), "r");
+  if (!p) return o;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) o.text.append(buf, n);
+  int st = pclose(p);
+  o.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return o;
 }

@@ -11,23 +11,8 @@
 
 namespace {
 
-struct Out {
-  int status;
-  std::string text;  // stdout and stderr
-};
-
-Out run(const std::string &args) {
-  std::string cmd = std::string(LOOM_CKPT_TOOL) + " " + args + " 2>&1";
-  FILE *p = popen(cmd.c_str(), "r");
-  Out o{-1, ""};
-  if (!p) return o;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) o.text.append(buf, n);
-  int st = pclose(p);
-  o.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return o;
-}
+using Out = ToolRun;
+Out run(const std::string &args) { return run_tool(std::string(LOOM_CKPT_TOOL) + " " + args); }
 
 struct Files {
   std::string dir = ::testing::TempDir() + "/loom_ckpt_" + std::to_string(getpid());

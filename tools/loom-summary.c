@@ -14,42 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tool_args.h"
+
 static void usage(FILE *f) {
   fprintf(f,
           "usage: loom-summary --model NAME [--input 1,28,28] [--batch N] [--device cpu|cuda[:N]] [--dtype f32]\n"
           "                    [--classes N] [--stem imagenet|cifar] [--width-mult X]\n"
           "       loom-summary --list\n"
           "--input is one sample's shape (without the batch dimension); counts are for the whole batch.\n");
-}
-
-/* "1,28,28" -> dims after the batch; false on bad text. */
-static bool parse_shape(const char *text, loom_shape *s, int64_t batch) {
-  s->ndim = 1;
-  s->d[0] = batch;
-  const char *p = text;
-  while (*p) {
-    if (s->ndim == LOOM_MAX_DIMS) return false;
-    char *end;
-    errno = 0;
-    long long v = strtoll(p, &end, 10);
-    if (end == p || errno || v <= 0) return false;
-    s->d[s->ndim++] = v;
-    p = end;
-    if (*p == ',') {
-      p++;
-      if (!*p) return false;
-    } else if (*p) {
-      return false;
-    }
-  }
-  return s->ndim > 1;
-}
-
-/* The model's default per-sample input as "3,224,224". */
-static void default_input(const loom_model_info *info, char *buf, size_t size) {
-  size_t len = 0;
-  for (int i = 0; i < 3 && info->input[i] && len < size; i++)
-    len += (size_t)snprintf(buf + len, size - len, "%s%lld", i ? "," : "", (long long)info->input[i]);
 }
 
 static bool parse_dtype(const char *text, loom_dtype *dt) {
