@@ -33,6 +33,7 @@ typedef struct ddp_bucket {
 struct ddp_state {
   loom_module *inner;        /* owned reference */
   loom_named_tensors *names; /* the parameters that need gradients, model order */
+  loom_named_tensors *buffers; /* broadcast from rank 0 before each training forward */
   ddp_param *p;              /* in bucket order (reverse model order) */
   int np;
   ddp_bucket *b;
@@ -177,14 +178,9 @@ static void on_grad(loom_tensor *leaf, void *user) {
 static loom_tensor *ddp_forward(loom_module *m, loom_tensor *const *in, int n_in) {
   ddp_state *d = m->state;
   if (loom_module_training(d->inner) != m->training) loom_module_train(d->inner, m->training);
-  if (m->training && !d->o.no_broadcast_buffers && loom_dist_world_size() > 1) {
-    loom_named_tensors *bufs = loom_module_named_buffers(d->inner);
-    if (!bufs) return NULL;
-    loom_status st = LOOM_OK;
-    for (int i = 0; i < bufs->n && st == LOOM_OK; i++) st = loom_broadcast(bufs->tensors[i], 0);
-    loom_named_tensors_free(bufs);
-    if (st) return NULL;
-  }
+  if (m->training && !d->o.no_broadcast_buffers && loom_dist_world_size() > 1)
+    for (int i = 0; i < d->buffers->n; i++)
+      if (loom_broadcast(d->buffers->tensors[i], 0)) return NULL;
   return loom_forward_n(d->inner, in, n_in);
 }
 
@@ -199,6 +195,7 @@ static void ddp_free_state(void *state) {
   free(d->b);
   free(d->p);
   loom_named_tensors_free(d->names);
+  loom_named_tensors_free(d->buffers);
   loom_module_free(d->inner);
   free(d);
 }
@@ -312,6 +309,7 @@ loom_module *loom_ddp_new(loom_module *model, const loom_ddp_opts *o) {
     return NULL;
   }
   d->names = params;
+  d->buffers = loom_module_named_buffers(model);
   d->inner = loom_module_retain(model);
   d->sync = true;
   if (o) d->o = *o;
@@ -321,7 +319,7 @@ loom_module *loom_ddp_new(loom_module *model, const loom_ddp_opts *o) {
     return NULL;
   }
   m->training = model->training;
-  if (mirror(m, model) || broadcast_all(model) || build_buckets(d, params)) {
+  if (!d->buffers || mirror(m, model) || broadcast_all(model) || build_buckets(d, params)) {
     for (int i = 0; i < d->np; i++) d->p[i].prev_hook = d->p[i].t->hook, d->p[i].prev_user = d->p[i].t->hook_user;
     loom_module_free(m);
     return NULL;

@@ -285,10 +285,11 @@ static void print_progress(loom_trainer *t, bool final) {
   double eta = total > t->step ? per_step * (double)(total - t->step) : 0;
   char acc[32] = "", speed[64] = "";
   if (!isnan(s.accuracy)) snprintf(acc, sizeof acc, "  acc %.2f%%", 100 * s.accuracy);
-  int world = loom_dist_world_size();
-  if (!isnan(s.samples_per_s) && world == 1) snprintf(speed, sizeof speed, "  %.0f samples/s", s.samples_per_s);
-  if (!isnan(s.samples_per_s) && world > 1)
-    snprintf(speed, sizeof speed, "  %.0f samples/s (%.0f per rank)", s.samples_per_s * world, s.samples_per_s);
+  int world = loom_dist_world_size();   /* under a process group: all ranks' samples/s, then this rank's */
+  if (!isnan(s.samples_per_s)) {
+    int n = snprintf(speed, sizeof speed, "  %.0f samples/s", s.samples_per_s * world);
+    if (world > 1) snprintf(speed + n, sizeof speed - (size_t)n, " (%.0f per rank)", s.samples_per_s);
+  }
   bool tty = isatty(fileno(t->o.log));
   fprintf(t->o.log, "%sepoch %" PRId64 "/%d  step %" PRId64 "/%" PRId64 "  loss %.4f%s  lr %.3g%s  ETA %d:%02d%s",
           tty ? "\r" : "", t->epoch + 1, t->o.epochs, batch, nb, s.loss, acc, loom_optimizer_get_lr(t->opt, 0),
@@ -386,10 +387,11 @@ static int agree_on_stop(int *stop, int *bad) {
   loom_scope_begin();
   loom_tensor *f = loom_from_host(flags, LOOM_SHAPE(3), LOOM_I32, loom_dist_device());
   int st = f ? loom_all_reduce(f, LOOM_REDUCE_MAX) : (int)loom_last_status();
+  if (!st) st = loom_to_host(f, flags, sizeof flags);   /* one copy back, also from a GPU */
   if (!st) {
-    if (loom_item_at(f, (int64_t[]){0})) stop_signal = (sig_atomic_t)loom_item_at(f, (int64_t[]){0});
-    *stop = (int)loom_item_at(f, (int64_t[]){1});
-    *bad = (int)loom_item_at(f, (int64_t[]){2});
+    if (flags[0]) stop_signal = (sig_atomic_t)flags[0];
+    *stop = flags[1];
+    *bad = flags[2];
   }
   loom_scope_end();
   return st;
@@ -403,9 +405,10 @@ static int average_eval(double *loss, double *acc) {
   loom_scope_begin();
   loom_tensor *m = loom_from_host(v, LOOM_SHAPE(2), LOOM_F64, loom_dist_device());
   int st = m ? loom_all_reduce(m, LOOM_REDUCE_AVG) : (int)loom_last_status();
+  if (!st) st = loom_to_host(m, v, sizeof v);
   if (!st) {
-    *loss = loom_item_at(m, (int64_t[]){0});
-    if (!isnan(*acc)) *acc = loom_item_at(m, (int64_t[]){1});
+    *loss = v[0];
+    if (!isnan(*acc)) *acc = v[1];
   }
   loom_scope_end();
   return st;
