@@ -23,7 +23,8 @@ typedef struct loom_dist_opts {
    * SLURM_NTASKS / SLURM_LOCALID, else a single process (world size 1). */
   int world_size, rank, local_rank;
   /* The device this rank computes on: NULL = "cuda:LOCAL_RANK" when CUDA
-   * devices are visible, else "cpu". */
+   * devices are visible, else "cpu"; "cuda" = "cuda:LOCAL_RANK" (an error
+   * without a GPU); "cpu" or "cuda:N" as given. */
   const char *device;
   /* Seconds a collective may take before every rank is aborted with a
    * message; 0 = LOOM_DIST_TIMEOUT from the environment, else 600. */

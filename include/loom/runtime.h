@@ -35,9 +35,13 @@ typedef struct loom_device_info {
   int major, minor;          /* compute capability */
   size_t total_memory, free_memory;
   int multiprocessors;
+  char pci_bus_id[32];       /* "0000:17:00.0", as NVML names the device */
 } loom_device_info;
 int loom_cuda_device_info(int index, loom_device_info *out);
-/* Writes one line per component: Loom, OpenBLAS, OpenMP threads, MPI, driver, CUDA runtime, cuBLAS, cuDNN, NCCL. */
+/* The git commit the build was configured from ("abc123def456", "-dirty" with
+ * local changes; "unknown" outside a git checkout). */
+const char *loom_commit(void);
+/* Writes one line per component: Loom (with its commit), OpenBLAS, OpenMP threads, MPI, driver, CUDA runtime, cuBLAS, cuDNN, NCCL. */
 int loom_versions(char *buf, size_t size);
 void loom_print_versions(void);
 

@@ -29,10 +29,12 @@ int loom_synchronize(loom_device dev) {
   return core_set_error(LOOM_ERR_INVALID, "synchronize: invalid device");
 }
 
+const char *loom_commit(void) { return LOOM_COMMIT_TEXT; }
+
 int loom_versions(char *buf, size_t size) {
   if (!buf || size == 0) return 0;
-  int n = snprintf(buf, size, "Loom: %s\nOpenBLAS: %s\nOpenMP threads: %d\n", LOOM_VERSION_TEXT,
-                   openblas_get_config(), core_num_threads());
+  int n = snprintf(buf, size, "Loom: %s (commit %s)\nOpenBLAS: %s\nOpenMP threads: %d\n", LOOM_VERSION_TEXT,
+                   LOOM_COMMIT_TEXT, openblas_get_config(), core_num_threads());
   if (n < 0 || (size_t)n >= size) return (int)size - 1;
   int d = dist_versions(buf + n, size - (size_t)n);  /* src/dist/dist.c */
   if (d < 0 || (size_t)(n + d) >= size) return (int)size - 1;

@@ -88,7 +88,7 @@ int loom_cuda_device_info(int index, loom_device_info *out) {
   out->total_memory = p.totalGlobalMem;
   out->free_memory = free_b;
   out->multiprocessors = p.multiProcessorCount;
-  return LOOM_OK;
+  return CUDA_CHECK(cudaDeviceGetPCIBusId(out->pci_bus_id, (int)sizeof out->pci_bus_id, index));
 }
 
 int cuda_pci_bus_id(int index, char *buf, int len) {

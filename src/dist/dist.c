@@ -119,7 +119,10 @@ static double timeout_from(const loom_dist_opts *o) {
 }
 
 static int pick_device(const loom_dist_opts *o, const dist_place *p, loom_device *dev) {
-  if (o && o->device) {
+  bool any_gpu = o && o->device && strcmp(o->device, "cuda") == 0;   /* "cuda": the rank's own GPU */
+  if (any_gpu && loom_cuda_device_count() == 0)
+    return core_set_error(LOOM_ERR_DEVICE, "dist_init: device cuda but no CUDA device is visible");
+  if (o && o->device && !any_gpu) {
     if (!loom_device_parse(o->device, dev))
       return core_set_error(LOOM_ERR_INVALID, "dist_init: unknown device '%s' (cpu, cuda, cuda:N)", o->device);
     if (dev->type == LOOM_CUDA && dev->index >= loom_cuda_device_count())
