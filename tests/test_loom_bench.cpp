@@ -131,10 +131,25 @@ TEST(LoomBench, CsvHasOneRowOfTheSummaryKeys) {
   EXPECT_EQ(std::count(row.begin(), row.end(), '\n'), 1) << "one row: " << r.text;
 }
 
+TEST(LoomBench, ProfileListsOpsAndLayers) {
+  ToolRun r = run_tool(std::string(LOOM_BENCH_TOOL) + " --model mlp --batch 4 --steps 3 --warmup 1 --profile --json");
+  ASSERT_EQ(r.status, 0) << r.text;
+  EXPECT_NE(r.text.find("{\"op\": \"matmul\", \"device\": \"cpu\""), std::string::npos) << r.text;
+  EXPECT_NE(r.text.find("{\"op\": \"sgd_step\""), std::string::npos) << "a training step: " << r.text;
+  size_t at = r.text.find("{\"layer\": \"1\", \"type\": \"Linear\"");
+  ASSERT_NE(at, std::string::npos) << r.text;
+  EXPECT_EQ(field(r.text.substr(at), "calls"), 2) << "2 profiled steps (steps - warmup): " << r.text;
+  size_t last = r.text.rfind('\n', r.text.size() - 2);
+  EXPECT_EQ(r.text.compare(last + 1, 16, "{\"summary\": true"), 0) << "the summary is the last line: " << r.text;
+  ToolRun table = run_tool(std::string(LOOM_BENCH_TOOL) + " --model mlp --batch 4 --steps 3 --warmup 1 --profile");
+  ASSERT_EQ(table.status, 0) << table.text;
+  EXPECT_NE(table.text.find("modules with the most forward time of their own"), std::string::npos) << table.text;
+}
+
 TEST(LoomBench, RefusalsExitWithTwo) {
   for (const char *args : {"--model seed --steps 2 --warmup 2", "--model seed --dtype f64", "--model seed --dtype tf32",
                            "--model gcn --batch 5", "--model text_classifier --loader 0", "--model seed --json --csv",
-                           "--model seed --batch 0", "--model seed --frobnicate 1"}) {
+                           "--model seed --batch 0", "--model seed --frobnicate 1", "--model seed --profile --csv"}) {
     ToolRun r = run_tool(std::string(LOOM_BENCH_TOOL) + " " + args);
     EXPECT_EQ(r.status, 2) << args << ": " << r.text;
     EXPECT_NE(r.text.find("loom-bench: "), std::string::npos) << args << ": " << r.text;

@@ -3,6 +3,8 @@
  *   loom-bench --model NAME [--batch N] [--input 1,28,28] [--mode train|infer] [--steps N] [--warmup N]
  *              [--device cpu|cuda[:N]] [--dtype f32|tf32|bf16|f16] [--threads N] [--classes N]
  *              [--latency-steps N] [--loader WORKERS] [--peak-tflops X] [--profile] [--json | --csv]
+ * --profile runs up to 10 more steps under the op profiler and the layer
+ * profile (loom/profile.h) and prints the top ops and layers.
  * --steps counts every step, warm-up included; the figures cover the last steps - warmup.
  * Random input of the model's kind (images / vectors / sequences: uniform
  * [0, 1); token models: ids 0 and 1; graphs: node features and a random
@@ -96,6 +98,8 @@ static int parse(int argc, char **argv, opts *o) {
     return fprintf(stderr, "loom-bench: --steps (%ld) must be larger than --warmup (%ld): the warm-up steps are "
                            "not timed\n", o->steps, o->warmup), -1;
   if (o->json && o->csv) return fprintf(stderr, "loom-bench: --json and --csv exclude each other\n"), -1;
+  if (o->profile && o->csv)
+    return fprintf(stderr, "loom-bench: --profile prints tables: use it with the default output or --json\n"), -1;
   return 0;
 }
 
@@ -258,6 +262,51 @@ static int64_t param_bytes(loom_module *m) {
   return bytes;
 }
 
+static int by_self_ms(const void *a, const void *b) {
+  double x = ((const loom_layer_stat *)a)->self_ms, y = ((const loom_layer_stat *)b)->self_ms;
+  return (x < y) - (x > y);
+}
+
+/* The top ops and the layers with the most time of their own, of the profiled steps. */
+static void print_profile(bool json, long steps) {
+  enum { TOP = 15 };
+  int n_ops = loom_profiler_ops(NULL, 0), n_layers = loom_layer_profile_stats(NULL, 0);
+  loom_op_stat *ops = calloc((size_t)(n_ops > 0 ? n_ops : 1), sizeof *ops);
+  loom_layer_stat *layers = calloc((size_t)(n_layers > 0 ? n_layers : 1), sizeof *layers);
+  if (!ops || !layers || n_ops < 0 || n_layers < 0) {
+    fprintf(stderr, "loom-bench: the profile could not be read: %s\n", ops && layers ? loom_last_error() : "out of memory");
+    free(ops), free(layers);
+    return;
+  }
+  loom_profiler_ops(ops, n_ops);
+  loom_layer_profile_stats(layers, n_layers);
+  qsort(layers, (size_t)n_layers, sizeof *layers, by_self_ms);
+  double total = 0;
+  for (int i = 0; i < n_ops; i++) total += ops[i].total_ms;
+  if (!json) {
+    printf("profile of %ld steps after the timed ones (top %d ops by time):\n", steps, TOP);
+    loom_profiler_print(stdout, TOP);
+    printf("modules with the most forward time of their own (%d of %d):\n", n_layers < TOP ? n_layers : TOP, n_layers);
+    printf("  %-32s %-20s %8s %12s %12s %12s\n", "module", "type", "calls", "self ms", "total ms", "kept MB");
+  }
+  for (int i = 0; json && i < n_ops && i < TOP; i++)
+    printf("{\"op\": \"%s\", \"device\": \"%s\", \"calls\": %lld, \"total_ms\": %.4f, \"share\": %.4f}\n", ops[i].op,
+           ops[i].device == LOOM_CUDA ? "cuda" : "cpu", (long long)ops[i].calls, ops[i].total_ms,
+           total > 0 ? ops[i].total_ms / total : 0);
+  for (int i = 0; i < n_layers && i < TOP; i++) {
+    const loom_layer_stat *l = &layers[i];
+    if (json)
+      printf("{\"layer\": \"%s\", \"type\": \"%s\", \"calls\": %lld, \"self_ms\": %.4f, \"total_ms\": %.4f, "
+             "\"kept_bytes\": %lld, \"peak_bytes\": %lld}\n", l->name, l->type, (long long)l->calls, l->self_ms,
+             l->total_ms, (long long)l->kept_bytes, (long long)l->peak_bytes);
+    else
+      printf("  %-32s %-20s %8lld %12.3f %12.3f %12.3f\n", *l->name ? l->name : "(model)", l->type,
+             (long long)l->calls, l->self_ms, l->total_ms, (double)l->kept_bytes / 1e6);
+  }
+  free(ops);
+  free(layers);
+}
+
 /* The sum over ranks of v (v itself in a world of one). */
 static double sum_over_ranks(double v) {
   if (loom_dist_world_size() == 1) return v;
@@ -402,6 +451,12 @@ int main(int argc, char **argv) {
       if (i >= o.warmup) lat[i - o.warmup] = now_s() - t0;
     }
   }
+  /* --profile: up to 10 more steps under the op profiler and the layer profile. */
+  long profiled = o.profile ? (o.steps - o.warmup < 10 ? o.steps - o.warmup : 10) : 0;
+  if (profiled && (loom_profiler_start() || loom_layer_profile_start(m))) goto fail;
+  for (long i = 0; i < profiled; i++)
+    if (step(&b, NULL)) goto fail;
+  if (profiled && (loom_profiler_stop() || loom_layer_profile_stop())) goto fail;
   if (!train) loom_no_grad_end();
   /* After the timed work, so that the first output counts only what a user's first forward waits for. */
   if (loom_summary_stats_get_n(m, b.in, b.n_in, &ss)) goto fail;
@@ -437,6 +492,7 @@ int main(int argc, char **argv) {
   else if (world > 1 && !o.csv)
     printf("rank %d: %.1f %s/s, step time mean %.3f ms\n", rank, info->kind == LOOM_INPUT_TOKENS ? tokens_s : sps, unit, st4[0]);
 
+  if (lead && profiled && o.json) print_profile(true, profiled);   /* the summary stays the last line */
   if (lead && (o.json || o.csv)) {
     fields s = {0};
     put_str(&s, "framework", "loom");
@@ -517,6 +573,7 @@ int main(int argc, char **argv) {
     if (energy_why) printf("  %-18s unavailable: %s\n", "energy", energy_why);
     else printf("  %-18s %.4g J per sample (%s)\n", "energy", joules / (double)(o.batch * n), em.source);
   }
+  if (lead && profiled && !o.json) print_profile(false, profiled);
   rc = 0;
   goto done;
 fail:

@@ -18,5 +18,6 @@
 #include "loom/train.h"
 #include "loom/models.h"
 #include "loom/dist.h"
+#include "loom/profile.h"
 
 #endif

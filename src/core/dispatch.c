@@ -1,9 +1,14 @@
 /* The ops table, the per-backend kernel tables and the dispatcher. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "core/autograd_impl.h"
 #include "cuda/cuda_backend.h"
+
+/* The op profiler (src/core/profile.c): set while loom_profiler_start is in effect. */
+extern atomic_int core_profile_on;
+loom_status core_profile_launch(core_kernel fn, core_kctx *k, loom_device dev);
 
 const core_op_info core_ops[CORE_OP_COUNT] = {
 #define LOOM_OP(name, nin, nout, kind) {#name, nin, nout, CORE_KIND_##kind},
@@ -105,5 +110,7 @@ loom_status core_launch(core_kctx *k) {
   }
   k->stream = dev.type == LOOM_CUDA ? cuda_current_stream(dev.index) : NULL;
   if (k->n_out && core_numel(k->out[0]) == 0) return LOOM_OK;
+  /* only leaf launches reach here: launch_via_f32 above recurses into this one */
+  if (atomic_load_explicit(&core_profile_on, memory_order_relaxed)) return core_profile_launch(fn, k, dev);
   return fn(k);
 }

@@ -267,6 +267,10 @@ loom_tensor *loom_module_buffer(const loom_module *m, const char *path) {
 
 /* ---- forward ---- */
 
+/* The layer profile (src/nn/profile.c): a token from enter (0 = not profiled) for exit. */
+int nn_layer_profile_enter(loom_module *m, loom_tensor *const *in, int n_in);
+void nn_layer_profile_exit(int token, bool ok);
+
 static _Thread_local loom_forward_hook fwd_hook;
 static _Thread_local void *fwd_hook_user;
 
@@ -298,7 +302,9 @@ loom_tensor *loom_forward_n(loom_module *m, loom_tensor *const *in, int n_in) {
     core_set_error(LOOM_ERR_INVALID, "%s has no forward of its own (call its children)", m->kind->type);
     return NULL;
   }
+  int profiled = nn_layer_profile_enter(m, in, n_in);
   loom_tensor *out = m->kind->forward(m, in, n_in);
+  if (profiled) nn_layer_profile_exit(profiled, out != NULL);
   if (out && fwd_hook) fwd_hook(m, in, n_in, out, fwd_hook_user);
   return out;
 }
