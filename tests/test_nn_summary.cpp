@@ -312,6 +312,22 @@ loom_module *seed_cnn() {
                          loom_nn_linear(128, 10, nullptr));
 }
 
+// Attention called with masks (the encoder layer's self-attention) is a row
+// of its own: q, k, v projections and the two attention products, out_proj
+// counted once, as its own Linear row. Per layer: 4 L E^2 + 2 L^2 E + 2 L E F
+// + 2 LayerNorms of L E; then the classifier's Linear E -> 2.
+TEST(NnSummary, MaskedAttentionCountsItsProjections) {
+  Model m(loom_model_create("transformer_classifier", NULL));
+  ASSERT_NE(m.m, nullptr) << loom_last_error();
+  const int64_t L = 128, E = 128, F = 512, layers = 2;
+  int64_t per_layer = 4 * L * E * E + 2 * L * L * E + 2 * L * E * F + 2 * L * E;
+  EXPECT_EQ(loom_module_macs(m.m, LOOM_SHAPE(1, L), LOOM_I64, loom_cpu()), layers * per_layer + E * 2);
+  char *table = loom_summary_string(m.m, LOOM_SHAPE(1, L), LOOM_I64, loom_cpu());
+  ASSERT_NE(table, nullptr) << loom_last_error();
+  EXPECT_TRUE(has(table, "MultiheadAttention-4"));
+  free(table);
+}
+
 TEST(NnSummary, SeedNetworkTable) {
   ScopeGuard g;
   loom_module *net = seed_net();

@@ -6,6 +6,7 @@
 
 #include "core/tensor_impl.h"
 #include "loom/nn.h"
+#include "nn/module_impl.h"
 #include "loom/ops.h"
 
 static void *dup_state(const void *c, size_t n) {
@@ -199,24 +200,35 @@ static loom_tensor *mha_run(loom_module *m, const loom_tensor *query, const loom
   return out;
 }
 
+/* The public entry points: a forward seen by the layer profile and the forward hook. */
+static loom_tensor *mha_call(loom_module *m, const loom_tensor *query, const loom_tensor *key,
+                             const loom_tensor *value, const loom_tensor *key_padding_mask,
+                             const loom_tensor *attn_mask, bool causal, bool per_head, loom_tensor **weights) {
+  loom_tensor *in[3] = {(loom_tensor *)query, (loom_tensor *)key, (loom_tensor *)value};
+  bool whole = m && query && key && value;
+  int token = whole ? nn_forward_enter(m, in, 3) : 0;
+  loom_tensor *out = mha_run(m, query, key, value, key_padding_mask, attn_mask, causal, per_head, weights);
+  return whole ? nn_forward_exit(token, m, in, 3, out) : out;
+}
+
 loom_tensor *loom_mha_forward(loom_module *m, const loom_tensor *query, const loom_tensor *key,
                               const loom_tensor *value, const loom_tensor *key_padding_mask,
                               const loom_tensor *attn_mask, loom_tensor **weights) {
-  return mha_run(m, query, key, value, key_padding_mask, attn_mask, false, false, weights);
+  return mha_call(m, query, key, value, key_padding_mask, attn_mask, false, false, weights);
 }
 
 loom_tensor *loom_mha_forward_causal(loom_module *m, const loom_tensor *query, const loom_tensor *key,
                                      const loom_tensor *value, const loom_tensor *key_padding_mask,
                                      const loom_tensor *attn_mask, loom_tensor **weights) {
-  return mha_run(m, query, key, value, key_padding_mask, attn_mask, true, false, weights);
+  return mha_call(m, query, key, value, key_padding_mask, attn_mask, true, false, weights);
 }
 
 loom_tensor *loom_mha_forward_ex(loom_module *m, const loom_tensor *query, const loom_tensor *key,
                                  const loom_tensor *value, const loom_mha_args *args, loom_tensor **weights) {
   static const loom_mha_args none;
   if (!args) args = &none;
-  return mha_run(m, query, key, value, args->key_padding_mask, args->attn_mask, args->is_causal,
-                 args->per_head_weights, weights);
+  return mha_call(m, query, key, value, args->key_padding_mask, args->attn_mask, args->is_causal,
+                  args->per_head_weights, weights);
 }
 
 static loom_tensor *mha_forward(loom_module *m, loom_tensor *const *in, int n_in) {
@@ -228,7 +240,8 @@ static loom_tensor *mha_forward(loom_module *m, loom_tensor *const *in, int n_in
   return mha_run(m, in[0], in[n_in == 3], in[n_in == 3 ? 2 : 0], NULL, NULL, false, false, NULL);
 }
 
-/* Projections (rows * in * out each) and the two attention products. */
+/* The q, k, v projections (rows * in * out each) and the two attention
+ * products; out_proj is a child Linear and counts itself. */
 static int64_t mha_macs(const loom_module *m, loom_tensor *const *in, int n_in, const loom_tensor *out) {
   const loom_mha_config *c = loom_module_state(m);
   (void)out;
@@ -238,7 +251,7 @@ static int64_t mha_macs(const loom_module *m, loom_tensor *const *in, int n_in, 
   int64_t S = (k->shape.ndim >= 2 ? k->shape.d[c->batch_first && k->shape.ndim == 3 ? 1 : 0] : 1) + c->add_bias_kv +
               c->add_zero_attn;
   int64_t kvw = c->num_kv_heads * c->head_dim;
-  return nq * c->embed_dim * c->embed_dim * 2 + nk * (c->kdim + c->vdim) * kvw + 2 * nq * S * c->embed_dim;
+  return nq * c->embed_dim * c->embed_dim + nk * (c->kdim + c->vdim) * kvw + 2 * nq * S * c->embed_dim;
 }
 
 static const loom_module_kind mha_kind = {"MultiheadAttention", mha_forward, NULL, mha_macs, mha_reset};

@@ -302,9 +302,16 @@ loom_tensor *loom_forward_n(loom_module *m, loom_tensor *const *in, int n_in) {
     core_set_error(LOOM_ERR_INVALID, "%s has no forward of its own (call its children)", m->kind->type);
     return NULL;
   }
-  int profiled = nn_layer_profile_enter(m, in, n_in);
-  loom_tensor *out = m->kind->forward(m, in, n_in);
-  if (profiled) nn_layer_profile_exit(profiled, out != NULL);
+  int token = nn_forward_enter(m, in, n_in);
+  return nn_forward_exit(token, m, in, n_in, m->kind->forward(m, in, n_in));
+}
+
+int nn_forward_enter(loom_module *m, loom_tensor *const *in, int n_in) {
+  return nn_layer_profile_enter(m, in, n_in);
+}
+
+loom_tensor *nn_forward_exit(int token, loom_module *m, loom_tensor *const *in, int n_in, loom_tensor *out) {
+  if (token) nn_layer_profile_exit(token, out != NULL);
   if (out && fwd_hook) fwd_hook(m, in, n_in, out, fwd_hook_user);
   return out;
 }

@@ -41,4 +41,10 @@ void nn_seen_free(nn_seen *s);
 typedef void (*nn_visit_fn)(loom_module *m, const char *prefix, void *user);
 void nn_walk(loom_module *m, const char *prefix, nn_visit_fn fn, void *user, nn_seen *seen);
 
+/* Around a module's forward that has its own entry point instead of
+ * loom_forward_n (attention with masks): the layer profile and the forward
+ * hook (summaries: MACs) see it like any other. exit returns out. */
+int nn_forward_enter(loom_module *m, loom_tensor *const *in, int n_in);
+loom_tensor *nn_forward_exit(int token, loom_module *m, loom_tensor *const *in, int n_in, loom_tensor *out);
+
 #endif
