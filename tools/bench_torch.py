@@ -571,13 +571,12 @@ def run(a):
                     lat.append(time.perf_counter() - t0)
     lat.sort()
 
-    # forward FLOPs of one batch (train mode and grad on, so that eval fast paths hide no ops from the counter)
+    # forward FLOPs of one batch, in the run's mode with grad on (eval fast paths need no_grad, so
+    # they hide no ops from the counter; train mode would refuse BatchNorm on one sample)
     from torch.utils.flop_counter import FlopCounterMode
     counter = FlopCounterMode(display=False)
-    net.train(True)
     with fused_rnns_off(net), counter:
         net(*inputs)
-    net.train(train)
     flops_sample = counter.get_total_flops() / batch
     flops_step = flops_sample * batch * (3 if train else 1)
     achieved = flops_step * n / total / 1e12
