@@ -1,9 +1,10 @@
 /* Data-parallel training on Fashion-MNIST: one process per GPU (NCCL) or per
- * CPU slot (MPI), any image model of the zoo (the seed CNN by default).
+ * CPU slot (MPI, or TCP outside an MPI job), any image model of the zoo (the
+ * seed CNN by default).
  *
  *   mpirun -np 2 ddp_train [--model NAME] [--epochs N] [--batch-size N] ...
- *   torchrun --nproc-per-node 2 --no-python ddp_train ...   (GPUs: NCCL)
- *   srun -n 2 --mpi=pmix ddp_train ...
+ *   torchrun --nproc-per-node 2 --no-python ddp_train ...   (GPUs: NCCL; CPU: TCP)
+ *   srun -n 2 --mpi=pmix ddp_train ...    (or without PMI: export MASTER_ADDR, MASTER_PORT)
  *
  * --batch-size is the global batch: each of the N ranks takes batch / N
  * samples a step, so N processes train like one with the same global batch.

@@ -16,7 +16,8 @@ namespace {
 
 const char *const VARS[] = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
                             "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID",
-                            "SLURM_STEP_ID", "LOOM_DIST_TIMEOUT", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"};
+                            "SLURM_STEP_ID", "LOOM_DIST_TIMEOUT", "PMIX_RANK", "PMI_RANK", "PMI_SIZE",
+                            "MASTER_ADDR", "MASTER_PORT", "LOOM_DIST_BACKEND"};
 
 // Clears the launcher variables for a test and puts them back after it.
 struct CleanEnv {
@@ -128,15 +129,69 @@ TEST(DistInit, TimeoutFromTheEnvironment) {
   EXPECT_NE(std::string(loom_last_error()).find("LOOM_DIST_TIMEOUT='soon'"), std::string::npos);
 }
 
-TEST(DistInit, TorchrunOnTheCpuWithoutMpiSaysHowToLaunch) {
+bool has(const char *text, const char *part) { return std::string(text).find(part) != std::string::npos; }
+
+TEST(DistInit, TorchrunOnTheCpuWithoutMasterAddrSaysWhatToSet) {
   CleanEnv env;
   setenv("RANK", "0", 1); setenv("WORLD_SIZE", "2", 1); setenv("LOCAL_RANK", "0", 1);
   loom_dist_opts o{};
   o.quiet = true;
   o.device = "cpu";
   EXPECT_NE(loom_dist_init(&o), LOOM_OK);
-  EXPECT_NE(std::string(loom_last_error()).find("mpirun"), std::string::npos) << loom_last_error();
+  EXPECT_TRUE(has(loom_last_error(), "the TCP backend needs MASTER_ADDR and MASTER_PORT")) << loom_last_error();
+  EXPECT_TRUE(has(loom_last_error(), "MASTER_ADDR is not set")) << loom_last_error();
   EXPECT_FALSE(loom_dist_is_initialized());
+  setenv("MASTER_ADDR", "127.0.0.1", 1);
+  EXPECT_NE(loom_dist_init(&o), LOOM_OK);
+  EXPECT_TRUE(has(loom_last_error(), "MASTER_PORT is not set")) << loom_last_error();
+}
+
+TEST(DistInit, SrunWithoutMasterAddrSaysWhatToExport) {
+  CleanEnv env;
+  setenv("SLURM_PROCID", "1", 1); setenv("SLURM_NTASKS", "2", 1); setenv("SLURM_LOCALID", "1", 1);
+  setenv("SLURM_STEP_ID", "0", 1);
+  loom_dist_opts o{};
+  o.quiet = true;
+  o.device = "cpu";
+  EXPECT_NE(loom_dist_init(&o), LOOM_OK);
+  EXPECT_TRUE(has(loom_last_error(), "export MASTER_ADDR=$(scontrol show hostnames")) << loom_last_error();
+  EXPECT_TRUE(has(loom_last_error(), "srun --mpi=pmix")) << loom_last_error();
+}
+
+TEST(DistInit, UnknownOrUnavailableBackendIsRefused) {
+  CleanEnv env;
+  loom_dist_opts o{};
+  o.quiet = true;
+  o.device = "cpu";
+  setenv("LOOM_DIST_BACKEND", "bogus", 1);
+  EXPECT_NE(loom_dist_init(&o), LOOM_OK);   // refused even in a world of one
+  EXPECT_TRUE(has(loom_last_error(), "LOOM_DIST_BACKEND='bogus' is not a backend: tcp or mpi")) << loom_last_error();
+  EXPECT_FALSE(loom_dist_is_initialized());
+  // mpi without an MPI launcher (or without MPI in the build)
+  setenv("LOOM_DIST_BACKEND", "mpi", 1);
+  setenv("RANK", "0", 1); setenv("WORLD_SIZE", "2", 1);
+  EXPECT_NE(loom_dist_init(&o), LOOM_OK);
+  EXPECT_TRUE(has(loom_last_error(), "LOOM_DIST_BACKEND=mpi, but")) << loom_last_error();
+  EXPECT_FALSE(loom_dist_is_initialized());
+}
+
+// Rank 1 of 2 whose rank 0 never comes: the rendezvous times out naming the address, and
+// leaves nothing behind (a second init gets as far).
+TEST(DistInit, TcpRankWithoutRankZeroTimesOut) {
+  CleanEnv env;
+  setenv("RANK", "1", 1); setenv("WORLD_SIZE", "2", 1); setenv("LOCAL_RANK", "0", 1);
+  setenv("MASTER_ADDR", "127.0.0.1", 1);
+  setenv("MASTER_PORT", "1", 1);   // port 2: nothing listens there
+  loom_dist_opts o{};
+  o.quiet = true;
+  o.device = "cpu";
+  o.timeout_s = 0.3;
+  for (int i = 0; i < 2; i++) {
+    EXPECT_NE(loom_dist_init(&o), LOOM_OK);
+    EXPECT_TRUE(has(loom_last_error(), "rank 1 could not reach rank 0 at MASTER_ADDR=127.0.0.1 port 2 (MASTER_PORT + 1)"))
+        << loom_last_error();
+    EXPECT_FALSE(loom_dist_is_initialized());
+  }
 }
 
 TEST(DistCollectives, WorldOfOneIsTheIdentity) {

@@ -146,7 +146,66 @@ static int pick_device(const loom_dist_opts *o, const dist_place *p, loom_device
   return LOOM_OK;
 }
 
+/* CPU tensors in a world > 1: MPI under an MPI launcher (when built), else TCP; LOOM_DIST_BACKEND forces one. */
+static const dist_backend *pick_cpu_backend(const dist_place *p, const char *forced) {
+#ifdef LOOM_WITH_MPI
+  bool mpi_built = true, mpi_job = dist_mpi_job();
+#else
+  bool mpi_built = false, mpi_job = false;
+#endif
+  const char *want = forced ? forced : mpi_built && mpi_job ? "mpi" : "tcp";
+  if (!strcmp(want, "mpi")) {
+    if (!mpi_built) {
+      core_set_error(LOOM_ERR_UNSUPPORTED,
+                     "dist_init: LOOM_DIST_BACKEND=mpi, but Loom was built without MPI (LOOM_MPI=OFF, or Open MPI not "
+                     "found: Debian's libopenmpi-dev); unset it to use the TCP backend");
+      return NULL;
+    }
+    if (!mpi_job) {
+      core_set_error(LOOM_ERR_UNSUPPORTED,
+                     "dist_init: LOOM_DIST_BACKEND=mpi, but this process was not started by an MPI launcher (%s says "
+                     "world size %d): launch with mpirun -np N (or srun --mpi=pmix), or unset it to use the TCP backend",
+                     p->launcher, p->world_size);
+      return NULL;
+    }
+#ifdef LOOM_WITH_MPI
+    return dist_mpi_init(p);
+#endif
+  }
+  const char *addr = getenv("MASTER_ADDR"), *port = getenv("MASTER_PORT");
+  const char *missing = !addr || !*addr ? "MASTER_ADDR" : !port || !*port ? "MASTER_PORT" : NULL;
+  if (missing) {
+    const char *how = !strcmp(p->launcher, "slurm")
+                          ? "under srun, export MASTER_ADDR=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1) "
+                            "and MASTER_PORT=29500 (any free port) before it, or use srun --mpi=pmix for MPI"
+                          : !strcmp(p->launcher, "torchrun") ? "torchrun sets both: is this process started by torchrun?"
+                          : "export them on every rank (mpirun: -x MASTER_ADDR -x MASTER_PORT)";
+    core_set_error(LOOM_ERR_INVALID,
+                   "dist_init: %s says world size %d on the CPU: the TCP backend needs MASTER_ADDR and MASTER_PORT "
+                   "(rank 0's host and a free TCP port; Loom listens on MASTER_PORT + 1), and %s is not set: %s",
+                   p->launcher, p->world_size, missing, how);
+    return NULL;
+  }
+  return dist_tcp_init(p, dist_g.timeout_s);
+}
+
 static const dist_backend *pick_backend(const dist_place *p, loom_device dev) {
+  const char *forced = getenv("LOOM_DIST_BACKEND");
+  if (forced && !*forced) forced = NULL;
+  if (forced && strcmp(forced, "tcp") && strcmp(forced, "mpi")) {
+    core_set_error(LOOM_ERR_INVALID,
+                   "dist_init: LOOM_DIST_BACKEND='%s' is not a backend: tcp or mpi (for CPU tensors), or unset it to "
+                   "choose by the launcher",
+                   forced);
+    return NULL;
+  }
+  if (forced && dev.type == LOOM_CUDA) {
+    core_set_error(LOOM_ERR_UNSUPPORTED,
+                   "dist_init: LOOM_DIST_BACKEND=%s is for CPU tensors, but this rank's device is %s (NCCL): unset it, "
+                   "or pass device \"cpu\"",
+                   forced, loom_device_name(dev));
+    return NULL;
+  }
 #ifdef LOOM_WITH_NCCL
   /* also for a world of one, so that one GPU runs (and tests) the NCCL path */
   if (dev.type == LOOM_CUDA) return dist_nccl_init(p, dev);
@@ -155,27 +214,11 @@ static const dist_backend *pick_backend(const dist_place *p, loom_device dev) {
   if (dev.type == LOOM_CUDA) {
     core_set_error(LOOM_ERR_UNSUPPORTED,
                    "dist_init: world size %d on %s needs the NCCL backend, but Loom was built without NCCL (not "
-                   "found: set LOOM_NCCL_ROOT to the folder holding include/nccl.h); use device \"cpu\" (MPI)",
+                   "found: set LOOM_NCCL_ROOT to the folder holding include/nccl.h); use device \"cpu\" (MPI or TCP)",
                    p->world_size, loom_device_name(dev));
     return NULL;
   }
-#ifdef LOOM_WITH_MPI
-  if (!dist_mpi_job()) {
-    core_set_error(LOOM_ERR_UNSUPPORTED,
-                   "dist_init: %s says world size %d, but this process was not started by an MPI launcher: CPU "
-                   "tensors use the MPI backend, so launch with mpirun -np N (or srun --mpi=pmix); under torchrun "
-                   "use CUDA devices (NCCL)",
-                   p->launcher, p->world_size);
-    return NULL;
-  }
-  return dist_mpi_init(p);
-#else
-  core_set_error(LOOM_ERR_UNSUPPORTED,
-                 "dist_init: world size %d on the CPU needs the MPI backend, but Loom was built without MPI "
-                 "(LOOM_MPI=OFF, or Open MPI not found: Debian's libopenmpi-dev)",
-                 p->world_size);
-  return NULL;
-#endif
+  return pick_cpu_backend(p, forced);
 }
 
 int loom_dist_init(const loom_dist_opts *o) {
@@ -216,6 +259,8 @@ int loom_dist_init(const loom_dist_opts *o) {
   }
   return LOOM_OK;
 }
+
+const char *dist_backend_name(void) { return dist_g.initialized ? dist_g.backend->name : LOCAL.name; }
 
 int loom_dist_finalize(void) {
   if (!dist_g.initialized) return LOOM_OK;

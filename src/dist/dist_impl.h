@@ -1,5 +1,5 @@
 /* The process group's state, the work items that collectives queue, and the
- * interface each backend (local, MPI, NCCL) implements. Internal. */
+ * interface each backend (local, MPI, TCP, NCCL) implements. Internal. */
 #ifndef LOOM_DIST_IMPL_H
 #define LOOM_DIST_IMPL_H
 
@@ -73,10 +73,39 @@ bool dist_mpi_job(void);
 #endif
 
 /* A rendezvous for world_size processes without MPI (store.c): rank 0 listens
- * on MASTER_ADDR:MASTER_PORT and sends its len bytes of buf to every other
+ * on MASTER_ADDR:MASTER_PORT + 1 and sends its len bytes of buf to every other
  * rank, which connects (retrying until timeout_s) and receives them into buf.
  * Returns 0 or an error status (recorded). */
 int dist_store_share(int rank, int world_size, void *buf, size_t len, double timeout_s);
+
+/* Where one rank of the TCP backend listens: a host (numeric; rank 0's is
+ * MASTER_ADDR) and a port, as text. */
+typedef struct dist_endpoint {
+  char host[256], port[8];   /* a host name (MASTER_ADDR) may be long */
+} dist_endpoint;
+/* The same rendezvous, both ways: every rank sends rank 0 its port and the
+ * local address of its connection to rank 0; table (world_size entries) gets
+ * every rank's endpoint. Returns 0 or an error status (recorded). */
+int dist_store_endpoints(int rank, int world_size, const char *port, dist_endpoint *table, double timeout_s);
+
+/* Socket helpers (store.c, used by tcp.c). Milliseconds until deadline for
+ * poll (0 to max_ms); read / write exactly len bytes before deadline
+ * (read returns the bytes read, write whether all went); a listening socket
+ * on every interface at port ("0": any free one; -1 and *err = errno on
+ * failure); a connection to host:port, retrying until deadline (-1 and
+ * *err = errno, or -2 and *err = a getaddrinfo code). */
+int dist_ms_left(double deadline, int max_ms);
+size_t dist_read_full(int fd, void *buf, size_t len, double deadline);
+bool dist_write_full(int fd, const void *buf, size_t len, double deadline);
+int dist_listen(const char *port, int backlog, int *err);
+int dist_connect(const char *host, const char *port, double deadline, int *err);
+
+/* The TCP backend for CPU tensors (tcp.c): a ring of sockets between the
+ * ranks, set up through dist_store_endpoints; returns the backend or NULL +
+ * error. */
+const dist_backend *dist_tcp_init(const dist_place *p, double timeout_s);
+/* The name of the process group's backend ("local" outside one): for tests. */
+const char *dist_backend_name(void);
 
 #ifdef LOOM_WITH_NCCL
 /* Joins the NCCL communicator of the world on CUDA device dev (the unique id

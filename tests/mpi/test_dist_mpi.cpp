@@ -1,12 +1,16 @@
-// The MPI backend and data parallel across processes: run by ctest under
-// `mpirun -np 2` (and once with torchrun-style variables that reverse the
-// ranks). Every rank runs every test in the same order; a rank whose check
-// fails still calls the same collectives, so the other never waits forever
-// (and LOOM_DIST_TIMEOUT bounds it if it did).
+// Collectives and data parallel across processes, on either CPU backend:
+// run by ctest under `mpirun -np 2` (MPI; once with torchrun-style variables
+// that reverse the ranks; once with LOOM_DIST_BACKEND=tcp) and under
+// tests/mpi/launch_tcp.sh 2 (TCP, torchrun's variables). LOOM_TEST_BACKEND
+// names the backend the run must get. Every rank runs every test in the same
+// order; a rank whose check fails still calls the same collectives, so the
+// other never waits forever (and LOOM_DIST_TIMEOUT bounds it if it did).
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
 #include <filesystem>
 
 #include <string>
@@ -14,6 +18,8 @@
 
 #include "dist_test_util.h"
 #include "loom_test.h"
+
+extern "C" const char *dist_backend_name(void);   // src/dist/dist.c
 
 namespace {
 
@@ -25,14 +31,19 @@ TEST(DistMpi, PlacementFromTheLauncher) {
   if (const char *r = getenv("RANK")) {
     EXPECT_STREQ(loom_dist_launcher(), "torchrun");
     EXPECT_EQ(rank(), atoi(r));
-  } else {
+  } else if (const char *r = getenv("OMPI_COMM_WORLD_RANK")) {
     EXPECT_STREQ(loom_dist_launcher(), "mpirun");
-    EXPECT_EQ(rank(), atoi(getenv("OMPI_COMM_WORLD_RANK")));
+    EXPECT_EQ(rank(), atoi(r));
+  } else {
+    EXPECT_STREQ(loom_dist_launcher(), "slurm");
+    EXPECT_EQ(rank(), atoi(getenv("SLURM_PROCID")));
   }
+  if (const char *b = getenv("LOOM_TEST_BACKEND")) EXPECT_STREQ(dist_backend_name(), b);
   EXPECT_EQ(loom_dist_device().type, LOOM_CPU);
-  // every rank's Open MPI rank, in Loom's rank order: the communicator follows Loom's ranks
+  // every rank's Open MPI rank (else its pid), in Loom's rank order: the communicator follows Loom's ranks
   ScopeGuard g;
-  int64_t mine = atoi(getenv("OMPI_COMM_WORLD_RANK"));
+  const char *ompi = getenv("OMPI_COMM_WORLD_RANK");
+  int64_t mine = ompi ? atoi(ompi) : (int64_t)getpid();
   loom_tensor *in = loom_from_host(&mine, LOOM_SHAPE(1), LOOM_I64, loom_cpu());
   loom_tensor *all = loom_zeros(LOOM_SHAPE(2), LOOM_I64, loom_cpu());
   ASSERT_EQ(loom_all_gather(all, in), LOOM_OK) << loom_last_error();
@@ -89,6 +100,50 @@ TEST(DistMpi, BroadcastGatherScatter) {
   ASSERT_EQ(loom_reduce_scatter(fpart, fbig, LOOM_REDUCE_AVG), LOOM_OK) << loom_last_error();
   EXPECT_EQ(V(fpart), rank() == 0 ? (std::vector<double>{0.5, 2}) : (std::vector<double>{3, 2}));
   EXPECT_EQ(loom_barrier(), LOOM_OK);
+}
+
+// Sizes the ring splits unevenly: empty, fewer elements than ranks, odd, and
+// several 1 MiB segments per chunk; random floats reduce to the same bits on
+// every rank.
+TEST(DistMpi, OddAndLargeSizesGiveTheSameBitsEverywhere) {
+  ScopeGuard g;
+  for (int64_t n : {0, 1, 3, 1000003}) {
+    std::vector<double> v(n);
+    for (int64_t i = 0; i < n; i++) v[i] = (double)(i % 7) + rank();
+    loom_tensor *t = T(v, LOOM_SHAPE(n), LOOM_F32);
+    ASSERT_EQ(loom_all_reduce(t, LOOM_REDUCE_SUM), LOOM_OK) << loom_last_error();
+    std::vector<double> got = V(t);
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n; i++) bad += got[i] != 2.0 * (i % 7) + 1;
+    EXPECT_EQ(bad, 0) << n << " elements";
+  }
+  loom_manual_seed(100 + rank());   // another input on each rank
+  loom_tensor *r = loom_randn(LOOM_SHAPE(700001), LOOM_F32, loom_cpu());
+  ASSERT_EQ(loom_all_reduce(r, LOOM_REDUCE_AVG), LOOM_OK) << loom_last_error();
+  loom_tensor *both = loom_empty(LOOM_SHAPE(2, 700001), LOOM_F32, loom_cpu());
+  ASSERT_EQ(loom_all_gather(both, r), LOOM_OK) << loom_last_error();
+  std::vector<float> b(2 * 700001);
+  ASSERT_EQ(loom_to_host(both, b.data(), b.size() * sizeof(float)), LOOM_OK);
+  EXPECT_EQ(memcmp(b.data(), b.data() + 700001, 700001 * sizeof(float)), 0) << "the ranks' sums differ in their bits";
+  // a broadcast of several segments from rank 1
+  loom_tensor *big = loom_full(LOOM_SHAPE(600000), 1.0 + rank(), LOOM_F64, loom_cpu());
+  ASSERT_EQ(loom_broadcast(big, 1), LOOM_OK) << loom_last_error();
+  std::vector<double> bv = V(big);
+  EXPECT_EQ(std::count(bv.begin(), bv.end(), 2.0), 600000);
+  // gather and scatter of other dtypes, large
+  loom_tensor *in = loom_full(LOOM_SHAPE(300000), 3.0 + rank(), LOOM_I64, loom_cpu());
+  loom_tensor *all = loom_zeros(LOOM_SHAPE(600000), LOOM_I64, loom_cpu());
+  ASSERT_EQ(loom_all_gather(all, in), LOOM_OK) << loom_last_error();
+  std::vector<double> av = V(all);
+  EXPECT_EQ(std::count(av.begin(), av.begin() + 300000, 3.0), 300000);
+  EXPECT_EQ(std::count(av.begin() + 300000, av.end(), 4.0), 300000);
+  loom_tensor *h = loom_full(LOOM_SHAPE(800000), 1.5 + rank(), LOOM_F16, loom_cpu());
+  loom_tensor *hpart = loom_zeros(LOOM_SHAPE(400000), LOOM_F16, loom_cpu());
+  ASSERT_EQ(loom_reduce_scatter(hpart, h, LOOM_REDUCE_MAX), LOOM_OK) << loom_last_error();
+  std::vector<double> hv = V(hpart);
+  EXPECT_EQ(std::count(hv.begin(), hv.end(), 2.5), 400000);
+  EXPECT_EQ(V(h)[0], 1.5 + rank()) << "reduce_scatter changed its input";
+  for (int i = 0; i < 3; i++) EXPECT_EQ(loom_barrier(), LOOM_OK);
 }
 
 TEST(DistMpi, AsyncWorkFinishesInOrder) {
@@ -304,7 +359,8 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (loom_dist_world_size() != 2) {
-    fprintf(stderr, "test_dist_mpi: world size %d; run it under mpirun -np 2\n", loom_dist_world_size());
+    fprintf(stderr, "test_dist_mpi: world size %d; run it under mpirun -np 2 or tests/mpi/launch_tcp.sh 2\n",
+            loom_dist_world_size());
     return 1;
   }
   int rc = RUN_ALL_TESTS();
