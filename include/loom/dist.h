@@ -2,7 +2,8 @@
  * device from the launcher), collectives on tensors, and a data-parallel
  * wrapper that all-reduces gradients in buckets while backward runs.
  *
- * One process per GPU (NCCL) or per CPU slot (MPI). A program that never
+ * One process per GPU (NCCL) or per CPU slot (MPI under an MPI launcher,
+ * else TCP; LOOM_DIST_BACKEND=tcp|mpi forces one). A program that never
  * calls loom_dist_init, or calls it without a launcher, is world size 1 and
  * every collective is then a local no-op (or copy). Collectives must be
  * called by every rank in the same order, with tensors of the same shapes. */
@@ -34,7 +35,8 @@ typedef struct loom_dist_opts {
 
 /* Joins the process group (NULL opts = defaults). Fails with a message when
  * the launcher's variables disagree, when the world needs a backend this
- * build lacks (MPI for CPU tensors, NCCL for CUDA tensors), or when it is
+ * build lacks (NCCL for CUDA tensors; MPI when forced), when a TCP world
+ * has no MASTER_ADDR / MASTER_PORT, or when it is
  * already initialised. */
 int loom_dist_init(const loom_dist_opts *o);
 /* Leaves the process group (waits for nothing: wait for your work first). */
