@@ -267,9 +267,6 @@ loom_tensor *loom_module_buffer(const loom_module *m, const char *path) {
 
 /* ---- forward ---- */
 
-/* The layer profile (src/nn/profile.c): a token from enter (0 = not profiled) for exit. */
-int nn_layer_profile_enter(loom_module *m, loom_tensor *const *in, int n_in);
-void nn_layer_profile_exit(int token, bool ok);
 
 static _Thread_local loom_forward_hook fwd_hook;
 static _Thread_local void *fwd_hook_user;

@@ -41,6 +41,10 @@ void nn_seen_free(nn_seen *s);
 typedef void (*nn_visit_fn)(loom_module *m, const char *prefix, void *user);
 void nn_walk(loom_module *m, const char *prefix, nn_visit_fn fn, void *user, nn_seen *seen);
 
+/* The layer profile (src/nn/profile.c): a token from enter (0 = not profiled) for exit. */
+int nn_layer_profile_enter(loom_module *m, loom_tensor *const *in, int n_in);
+void nn_layer_profile_exit(int token, bool ok);
+
 /* Around a module's forward that has its own entry point instead of
  * loom_forward_n (attention with masks): the layer profile and the forward
  * hook (summaries: MACs) see it like any other. exit returns out. */

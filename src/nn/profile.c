@@ -42,9 +42,6 @@ static int *by_module;         /* entry indices sorted by module address */
 static frame *frames;          /* the owner thread's forwards in progress */
 static int n_frames, cap_frames;
 
-/* Called by loom_forward_n (src/nn/module.c declares them too). */
-int nn_layer_profile_enter(loom_module *m, loom_tensor *const *in, int n_in);
-void nn_layer_profile_exit(int token, bool ok);
 
 static double now_ms(void) {
   struct timespec ts;
