@@ -176,6 +176,7 @@ inline std::vector<OpCase> act_cases() {
   auto elu = [](const loom_tensor *x, int) { return loom_elu(x, kAlpha); };
   auto gelu = [](const loom_tensor *x, int v) { return loom_gelu(x, v == 1); };
   auto silu_fn = [](const loom_tensor *x, int) { return loom_silu(x); };
+  auto relu_fn = [](const loom_tensor *x, int) { return loom_relu(x); };
   return {
       act_case("leaky_relu", leaky, [](double x, int) { return x > 0 ? x : kSlope * x; }, kinked),
       act_case("elu", elu, [](double x, int) { return x > 0 ? x : kAlpha * (std::exp(x) - 1); }, kinked),
@@ -186,6 +187,7 @@ inline std::vector<OpCase> act_cases() {
       act_backward_case("gelu_backward", gelu, [](double x, int v) { return v ? d_gelu_tanh(x) : d_gelu_erf(x); },
                         data(s, -4, 4)),
       act_backward_case("silu_backward", silu_fn, [](double x, int) { return d_silu(x); }, data(s, -4, 4)),
+      act_backward_case("relu_backward", relu_fn, [](double x, int) { return x > 0 ? 1 : 0; }, kinked),
       softmax_case("softmax", false),
       softmax_case("log_softmax", true),
       softmax_backward_case("softmax_backward", false),

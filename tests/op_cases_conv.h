@@ -275,7 +275,37 @@ inline std::vector<OpCase> conv_cases() {
   apb.half = true;
   apb.dtypes = kFloat;
 
-  return {conv, bin, bw, mp, ap, apb};
+  // the max-pool gradient: gy added at the argmax of each window (overlapping 3x3 s2 p1,
+  // 2x2 s2 over an odd height, adaptive to (3, 5))
+  OpCase mpb;
+  mpb.op = "max_pool2d_backward";
+  mpb.inputs = {data(LOOM_SHAPE(2, 3, 7, 8)), data(LOOM_SHAPE(2, 3, 4, 4)), data(LOOM_SHAPE(2, 3, 3, 4)),
+                data(LOOM_SHAPE(2, 3, 3, 5))};
+  mpb.run = [](const Ctx &k) {
+    loom_pool_opts o{};
+    o.stride[0] = o.stride[1] = 2;
+    o.padding[0] = o.padding[1] = 1;
+    return Tensors{
+        grad_through(k.in[0], k.in[1], [&](loom_tensor *x) { return loom_max_pool2d(x, 3, 3, &o, nullptr); }),
+        grad_through(k.in[0], k.in[2], [](loom_tensor *x) { return loom_max_pool2d(x, 2, 2, nullptr, nullptr); }),
+        grad_through(k.in[0], k.in[3], [](loom_tensor *x) { return loom_adaptive_max_pool2d(x, 3, 5, nullptr); })};
+  };
+  mpb.ref = [](HostIn in, loom_dtype) {
+    auto scatter = [&](const std::pair<HT, HT> &vi, const HT &gy) {
+      HT gx{std::vector<double>(in[0].v.size(), 0.0), in[0].s, in[0].dt};
+      int64_t HW = in[0].s.d[2] * in[0].s.d[3], L = loom_shape_numel(gy.s) / (in[0].s.d[0] * in[0].s.d[1]);
+      for (size_t e = 0; e < gy.v.size(); e++) gx.v[(size_t)((int64_t)e / L * HW + (int64_t)vi.second.v[e])] += gy.v[e];
+      return gx;
+    };
+    return Refs{scatter(ref_max_pool(in[0], LOOM_SHAPE(2, 3, 4, 4), 3, 3, 2, 2, 1, 1), in[1]),
+                scatter(ref_max_pool(in[0], LOOM_SHAPE(2, 3, 3, 4), 2, 2, 2, 2, 0, 0), in[2]),
+                scatter(ref_adaptive_max_pool(in[0], LOOM_SHAPE(2, 3, 3, 5)), in[3])};
+  };
+  mpb.differentiable = false;  // max_pool2d's gradient, checked there
+  mpb.half = true;
+  mpb.dtypes = kFloat;
+
+  return {conv, bin, bw, mp, ap, apb, mpb};
 }
 
 }  // namespace opcases

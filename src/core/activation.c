@@ -45,6 +45,16 @@ static void act_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
   loom_scope_end();
 }
 
+loom_tensor *core_relu_backward(const loom_tensor *y, const loom_tensor *g) {
+  loom_scope_begin();
+  const loom_tensor *ins[2] = {y, g->dtype != y->dtype ? loom_to_dtype(g, y->dtype) : g};
+  static const core_attrs none;
+  loom_tensor *gx = ins[1] ? launch_act(CORE_OP_relu_backward, &none, 2, ins) : NULL;
+  loom_keep(gx);
+  loom_scope_end();
+  return gx;
+}
+
 static loom_tensor *activation(core_op op, const loom_tensor *x, const core_attrs *a) {
   const char *name = core_ops[op].name;
   CORE_CHECK_NULL1(name, x);

@@ -63,6 +63,8 @@ loom_status core_check_indices(const char *op, const loom_tensor *idx, int64_t s
 loom_tensor *core_alias(const loom_tensor *t);                        /* view with t's geometry */
 bool core_broadcast_shapes(const char *op, loom_shape a, loom_shape b, loom_shape *out);
 loom_tensor *core_expand_to(const loom_tensor *t, loom_shape s);     /* stride-0 view, no grad */
+/* relu's gradient g where y = relu(x) > 0, else 0: one kernel (activation.c). */
+loom_tensor *core_relu_backward(const loom_tensor *y, const loom_tensor *g);
 
 #define CORE_CHECK_NULL1(op, a)                                                         \
   do {                                                                                  \

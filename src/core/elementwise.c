@@ -50,8 +50,7 @@ static void cos_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
   gin[0] = loom_neg(loom_mul(g, loom_sin(n->saved[0])));
 }
 static void relu_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
-  const loom_tensor *y = n->saved[0];
-  gin[0] = loom_mul(g, loom_to_dtype(loom_gt(y, loom_scalar_like(y, 0)), g->dtype));
+  gin[0] = core_relu_backward(n->saved[0], g);
 }
 static void sigmoid_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
   const loom_tensor *y = n->saved[0];

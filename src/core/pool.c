@@ -1,9 +1,9 @@
 /* Pooling op definitions: max_pool1d/2d, avg_pool1d/2d and the adaptive
  * max / avg pools in 1-d and 2-d.
- * 1-d pooling runs the 2-d kernels with H = 1. The max-pool gradient is a
- * scatter_add of the output gradient at the saved argmax positions (a core
- * op, so it runs on every device); average pooling has its own backward
- * kernel (avg_pool2d_backward, shared by the adaptive form). */
+ * 1-d pooling runs the 2-d kernels with H = 1. Each has its own backward
+ * kernel: max_pool2d_backward adds the output gradient at the saved argmax
+ * positions, avg_pool2d_backward spreads it over the windows (both shared
+ * by the adaptive forms). */
 #include <string.h>
 
 #include "core/autograd_impl.h"
@@ -104,13 +104,11 @@ static bool output_hw(const char *who, const loom_tensor *x, const pool_params *
 
 /* ---- max pooling ---- */
 static void max_pool_bw(core_node *n, const loom_tensor *g, loom_tensor **gin) {
-  const loom_tensor *idx = n->saved[0];
-  loom_shape xs = n->in_shape[0];
-  int64_t N = xs.d[0], C = xs.d[1], HW = xs.d[2] * xs.d[3], L = core_numel(idx) / (N * C > 0 ? N * C : 1);
-  loom_tensor *z = loom_zeros(LOOM_SHAPE(N, C, HW), g->dtype, g->storage->device);
-  loom_tensor *gx = loom_scatter_add(z, 2, loom_reshape(idx, LOOM_SHAPE(N, C, L)),
-                                     loom_reshape(g, LOOM_SHAPE(N, C, L)));
-  gin[0] = loom_reshape(gx, xs);
+  loom_tensor *cg = loom_contiguous(g);
+  loom_tensor *gx = cg ? core_new(n->in_shape[0], g->dtype, g->storage->device) : NULL;
+  if (!gx) return;
+  core_kctx k = {CORE_OP_max_pool2d_backward, 2, 1, {cg, n->saved[0]}, {gx}, n->a, NULL};
+  gin[0] = core_launch(&k) == LOOM_OK ? gx : NULL;
 }
 
 /* Runs max_pool2d on 4-d contiguous x with attributes a into [N, C, Ho, Wo],
@@ -125,7 +123,10 @@ static loom_tensor *max_run(loom_tensor *x, const core_attrs *a, int64_t Ho, int
   if (core_launch(&kc) != LOOM_OK) return NULL;
   if (core_grad_needed(1, (const loom_tensor *const *)&x)) {
     core_node *n = core_record("max_pool2d", max_pool_bw, y, 1, (const loom_tensor *const *)&x);
-    if (n) core_save(n, idx);
+    if (n) {
+      core_save(n, idx);
+      n->a = *a;
+    }
   }
   loom_tensor *yy = from_4d(y, dims, unbatched), *ii = from_4d(idx, dims, unbatched);
   if (!yy || !ii) return NULL;

@@ -1,11 +1,12 @@
 /* CPU kernels of the act family: leaky_relu, elu, gelu, silu and their fused
- * backward ops (elementwise, attributes in the kernel context), and softmax /
+ * backward ops (and relu's) (elementwise, attributes in the kernel context), and softmax /
  * log_softmax with their backward ops over a contiguous [O, R, I] view. */
 #include <tgmath.h>
 #undef I /* complex.h's imaginary unit: I is a size here */
 
 #include "cpu/iter.h"
 #include "cpu/vexp.h"
+#include "cpu/vrow.h"
 
 #define ATTR_F (((const core_kctx *)ctx)->a.f[0])
 #define SQRT_2_OVER_PI 0.79788456080286535588
@@ -58,7 +59,8 @@ static inline double gelu_erf_grad_f64(double x) {
 #define ACT_BWD(X, d, T, EXP)                                                         \
   X(leaky_relu_backward, d, T, a > 0 ? b : b * (T)ATTR_F)                                 \
   X(elu_backward, d, T, a > 0 ? b : b * (T)ATTR_F * EXP(a))                               \
-  X(silu_backward, d, T, b * silu_grad_##d(a))
+  X(silu_backward, d, T, b * silu_grad_##d(a))                                            \
+  X(relu_backward, d, T, a <= 0 ? (T)0 : b)
 
 static inline float silu_grad_f32(float x) {
   float s = 1 / (1 + cpu_expf(-x));
@@ -136,9 +138,10 @@ static loom_status get_orI(const core_kctx *k, orI *g) {
 #define PARALLEL_ITEMS \
   "omp parallel for num_threads(cpu_threads()) if (g.O * g.R * g.I > CPU_PARALLEL_MIN) schedule(static)"
 
-/* One work item: w columns (I apart) starting at x / y / gg. Sums are in
- * double. LOG selects log_softmax. */
-#define SOFTMAX(d, T, EXP)                                                                       \
+/* One work item: w columns (I apart) starting at x / y / gg. Column sums are
+ * in double; a contiguous row (I == 1) uses the lane sums of src/cpu/vrow.h.
+ * LOG selects log_softmax. */
+#define SOFTMAX(d, T, EXP, S)                                                                       \
   CPU_CLONES static void sm_item_##d(const T *x, T *y, int64_t R, int64_t I, int64_t w, bool LOG) { \
     T m[CHUNK];                                                                                  \
     double acc[CHUNK];                                                                           \
@@ -158,19 +161,13 @@ static loom_status get_orI(const core_kctx *k, orI *g) {
   }                                                                                              \
   /* One contiguous row (I == 1): loops over r that vectorise. */                                \
   CPU_CLONES static void sm_row_##d(const T *x, T *y, int64_t R, bool LOG) {                     \
-    T m = x[0];                                                                                  \
-    for (int64_t r = 1; r < R; r++) m = x[r] > m ? x[r] : m;                                     \
-    double acc = 0;                                                                              \
+    T m = cpu_row_max_##S(x, R);                                                                 \
     if (LOG) {                                                                                   \
-      for (int64_t r = 0; r < R; r++) acc += EXP(x[r] - m);                                      \
-      T sh = (T)((double)m + log(acc));                                                          \
+      T sh = (T)((double)m + log((double)cpu_row_sum_exp_##S(x, R, m)));                         \
       for (int64_t r = 0; r < R; r++) y[r] = x[r] - sh;                                          \
     } else {                                                                                     \
-      for (int64_t r = 0; r < R; r++) {                                                          \
-        y[r] = EXP(x[r] - m);                                                                    \
-        acc += y[r];                                                                             \
-      }                                                                                          \
-      T inv = (T)(1 / acc);                                                                      \
+      for (int64_t r = 0; r < R; r++) y[r] = EXP(x[r] - m);                                      \
+      T inv = (T)(1 / (double)cpu_row_sum_##S(y, R));                                            \
       for (int64_t r = 0; r < R; r++) y[r] *= inv;                                               \
     }                                                                                            \
   }                                                                                              \
@@ -189,12 +186,7 @@ static loom_status get_orI(const core_kctx *k, orI *g) {
       }                                                                                          \
   }                                                                                              \
   CPU_CLONES static void smb_row_##d(const T *y, const T *gg, T *gx, int64_t R, bool LOG) {       \
-    double acc = 0;                                                                              \
-    if (LOG)                                                                                     \
-      for (int64_t r = 0; r < R; r++) acc += gg[r];                                              \
-    else                                                                                         \
-      for (int64_t r = 0; r < R; r++) acc += (double)gg[r] * y[r];                               \
-    T s = (T)acc;                                                                                \
+    T s = LOG ? cpu_row_sum_##S(gg, R) : cpu_row_dot_##S(gg, y, R);                              \
     if (LOG)                                                                                     \
       for (int64_t r = 0; r < R; r++) gx[r] = gg[r] - EXP(y[r]) * s;                             \
     else                                                                                         \
@@ -220,8 +212,8 @@ static loom_status get_orI(const core_kctx *k, orI *g) {
   static loom_status log_softmax_##d(const core_kctx *k) { return softmax_run_##d(k, true, false); } \
   static loom_status softmax_backward_##d(const core_kctx *k) { return softmax_run_##d(k, false, true); } \
   static loom_status log_softmax_backward_##d(const core_kctx *k) { return softmax_run_##d(k, true, true); }
-SOFTMAX(f32, float, cpu_expf)
-SOFTMAX(f64, double, exp)
+SOFTMAX(f32, float, cpu_expf, f)
+SOFTMAX(f64, double, exp, d)
 
 #define REG(op, d, T, e) core_register(LOOM_CPU, CORE_OP_##op, CPU_DT_##d, op##_##d);
 #define REG_SM(d)                                                                      \

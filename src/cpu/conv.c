@@ -58,12 +58,25 @@ static loom_status get_geom(const core_kctx *k, geom *g) {
   return LOOM_OK;
 }
 
+/* The output columns [*lo, *hi) whose input column ow * sw - pw + j * dw
+ * (kernel column j) lies inside [0, W): the rest read padding. */
+static void valid_cols(const geom *g, int64_t j, int64_t *lo, int64_t *hi) {
+  int64_t off = j * g->dw - g->pw; /* iw = ow * sw + off */
+  *lo = off >= 0 ? 0 : (-off + g->sw - 1) / g->sw;
+  *hi = g->W - off <= 0 ? 0 : (g->W - 1 - off) / g->sw + 1;
+  if (*hi > g->Wo) *hi = g->Wo;
+  if (*lo > *hi) *lo = *hi;
+}
+
 #define CONV_KERNELS(d, GEMM)                                                                                 \
-  /* col [K, L] from one group's input planes x [Cg, H, W] */                                                 \
+  /* col [K, L] from one group's input planes x [Cg, H, W]: per kernel tap, each output */                    \
+  /* row is padding at both ends and a strided run of one input row between them. */                         \
   static void im2col_##d(const geom *g, const CPU_T_##d *x, CPU_T_##d *col) {                               \
-    for (int64_t c = 0; c < g->Cg; c++)                                                                       \
-      for (int64_t i = 0; i < g->kh; i++)                                                                     \
-        for (int64_t j = 0; j < g->kw; j++) {                                                                 \
+    for (int64_t j = 0; j < g->kw; j++) {                                                                     \
+      int64_t lo, hi, off = j * g->dw - g->pw;                                                                \
+      valid_cols(g, j, &lo, &hi);                                                                             \
+      for (int64_t c = 0; c < g->Cg; c++)                                                                     \
+        for (int64_t i = 0; i < g->kh; i++) {                                                                 \
           CPU_T_##d *row = col + ((c * g->kh + i) * g->kw + j) * g->L;                                        \
           const CPU_T_##d *plane = x + c * g->H * g->W;                                                       \
           for (int64_t oh = 0; oh < g->Ho; oh++) {                                                            \
@@ -74,18 +87,23 @@ static loom_status get_geom(const core_kctx *k, geom *g) {
               continue;                                                                                       \
             }                                                                                                 \
             const CPU_T_##d *src = plane + ih * g->W;                                                         \
-            for (int64_t ow = 0; ow < g->Wo; ow++) {                                                          \
-              int64_t iw = ow * g->sw - g->pw + j * g->dw;                                                    \
-              r[ow] = iw >= 0 && iw < g->W ? src[iw] : 0;                                                     \
-            }                                                                                                 \
+            memset(r, 0, (size_t)lo * sizeof *r);                                                             \
+            if (g->sw == 1)                                                                                   \
+              memcpy(r + lo, src + lo + off, (size_t)(hi - lo) * sizeof *r);                                  \
+            else                                                                                              \
+              for (int64_t ow = lo; ow < hi; ow++) r[ow] = src[ow * g->sw + off];                             \
+            memset(r + hi, 0, (size_t)(g->Wo - hi) * sizeof *r);                                              \
           }                                                                                                   \
         }                                                                                                     \
+    }                                                                                                         \
   }                                                                                                           \
   /* x [Cg, H, W] += the column matrix folded back (x zeroed by the caller) */                                \
   static void col2im_##d(const geom *g, const CPU_T_##d *col, CPU_T_##d *x) {                               \
-    for (int64_t c = 0; c < g->Cg; c++)                                                                       \
-      for (int64_t i = 0; i < g->kh; i++)                                                                     \
-        for (int64_t j = 0; j < g->kw; j++) {                                                                 \
+    for (int64_t j = 0; j < g->kw; j++) {                                                                     \
+      int64_t lo, hi, off = j * g->dw - g->pw;                                                                \
+      valid_cols(g, j, &lo, &hi);                                                                             \
+      for (int64_t c = 0; c < g->Cg; c++)                                                                     \
+        for (int64_t i = 0; i < g->kh; i++) {                                                                 \
           const CPU_T_##d *row = col + ((c * g->kh + i) * g->kw + j) * g->L;                                  \
           CPU_T_##d *plane = x + c * g->H * g->W;                                                             \
           for (int64_t oh = 0; oh < g->Ho; oh++) {                                                            \
@@ -93,12 +111,13 @@ static loom_status get_geom(const core_kctx *k, geom *g) {
             if (ih < 0 || ih >= g->H) continue;                                                               \
             CPU_T_##d *dst = plane + ih * g->W;                                                               \
             const CPU_T_##d *r = row + oh * g->Wo;                                                            \
-            for (int64_t ow = 0; ow < g->Wo; ow++) {                                                          \
-              int64_t iw = ow * g->sw - g->pw + j * g->dw;                                                    \
-              if (iw >= 0 && iw < g->W) dst[iw] += r[ow];                                                     \
-            }                                                                                                 \
+            if (g->sw == 1)                                                                                   \
+              for (int64_t ow = lo; ow < hi; ow++) dst[ow + off] += r[ow];                                    \
+            else                                                                                              \
+              for (int64_t ow = lo; ow < hi; ow++) dst[ow * g->sw + off] += r[ow];                            \
           }                                                                                                   \
         }                                                                                                     \
+    }                                                                                                         \
   }                                                                                                           \
   static loom_status conv2d_##d(const core_kctx *k) {                                                         \
     geom g;                                                                                                   \

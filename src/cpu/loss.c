@@ -1,7 +1,9 @@
 /* CPU kernels of the loss family: the fused cross-entropy over rows and its
  * backward (see src/core/ops_loss.def). f32 and f64; f16 / bf16 reach the f32
- * kernels through the dispatcher. Sums are in double. */
-#include "cpu/cpu.h"
+ * kernels through the dispatcher. Row max, sum of exponentials and weighted
+ * sums are vectorised lane sums in the row's dtype (src/cpu/vrow.h); the
+ * log-sum-exp and the loss are finished in double. */
+#include "cpu/vrow.h"
 
 typedef struct ce_geom {
   int64_t R, C, ignore;
@@ -34,7 +36,7 @@ static loom_status ce_check(const core_kctx *k, loom_dtype dt, loom_dtype acc, c
 WSUM(float)
 WSUM(double)
 
-#define CE_KERNELS(d, T)                                                                             \
+#define CE_KERNELS(d, T, S)                                                                           \
   static loom_status cross_entropy_##d(const core_kctx *k) {                                         \
     ce_geom g;                                                                                       \
     if (ce_check(k, CPU_DT_##d, CPU_DT_##d == LOOM_F64 ? LOOM_F64 : LOOM_F32, &g)) return loom_last_status(); \
@@ -46,14 +48,9 @@ WSUM(double)
     _Pragma("omp parallel for num_threads(cpu_threads()) if (g.R * g.C > CPU_PARALLEL_MIN) schedule(static)") \
     for (int64_t r = 0; r < g.R; r++) {                                                              \
       const T *row = x + r * g.C;                                                                    \
-      T m = row[0];                                                                                  \
-      for (int64_t c = 1; c < g.C; c++) m = (m != m || row[c] <= m) ? m : row[c];                    \
+      T m = cpu_row_max_##S(row, g.C);                                                               \
       double l = m;                                                                                  \
-      if (!isinf(m) && !isnan(m)) {                                                                  \
-        double acc = 0;                                                                              \
-        for (int64_t c = 0; c < g.C; c++) acc += exp((double)row[c] - m);                            \
-        l = m + log(acc);                                                                            \
-      }                                                                                              \
+      if (!isinf(m) && !isnan(m)) l = m + log((double)cpu_row_sum_exp_##S(row, g.C, m));             \
       lse[r] = (T)l;                                                                                 \
       const int64_t tr = t[r];                                                                       \
       if (tr == g.ignore) { loss[r] = 0; continue; }                                                 \
@@ -63,11 +60,7 @@ WSUM(double)
         continue;                                                                                    \
       }                                                                                              \
       double v = (1 - g.s) * w[tr] * (l - row[tr]);                                                  \
-      if (g.s > 0) {                                                                                 \
-        double sw = 0;                                                                               \
-        for (int64_t c = 0; c < g.C; c++) sw += (double)w[c] * row[c];                               \
-        v += g.s / (double)g.C * (W * l - sw);                                                       \
-      }                                                                                              \
+      if (g.s > 0) v += g.s / (double)g.C * (W * l - (double)cpu_row_dot_##S(w, row, g.C));          \
       loss[r] = (T)v;                                                                                \
     }                                                                                                \
     if (bad != -1)                                                                                   \
@@ -92,17 +85,25 @@ WSUM(double)
         for (int64_t c = 0; c < g.C; c++) drow[c] = 0;                                               \
         continue;                                                                                    \
       }                                                                                              \
-      const double l = gl[2 * r], gr = gl[2 * r + 1];                                                \
+      const double gr = gl[2 * r + 1];                                                               \
       const double a = gr * (1 - g.s) * w[tr], b = gr * g.s / (double)g.C;                          \
-      for (int64_t c = 0; c < g.C; c++) {                                                            \
-        double p = exp((double)row[c] - l);                                                          \
-        drow[c] = (T)(a * (c == tr ? p - 1 : p) + b * (W * p - w[c]));                              \
-      }                                                                                              \
+      ce_grad_row_##d(row, w, drow, g.C, (T)gl[2 * r], (T)a, (T)b, (T)W);                            \
+      drow[tr] -= (T)a;                                                                              \
     }                                                                                                \
     return LOOM_OK;                                                                                  \
   }
-CE_KERNELS(f32, float)
-CE_KERNELS(f64, double)
+/* d row = a p + b (W p - w) with p = exp(x - lse): the target's -a is the caller's. */
+#define CE_GRAD_ROW(d, T, EXP)                                                                       \
+  CPU_CLONES static void ce_grad_row_##d(const T *x, const T *w, T *dx, int64_t C, T lse, T a, T b, T W) { \
+    for (int64_t c = 0; c < C; c++) {                                                                \
+      T p = EXP(x[c] - lse);                                                                         \
+      dx[c] = a * p + b * (W * p - w[c]);                                                            \
+    }                                                                                                \
+  }
+CE_GRAD_ROW(f32, float, cpu_expf)
+CE_GRAD_ROW(f64, double, exp)
+CE_KERNELS(f32, float, f)
+CE_KERNELS(f64, double, d)
 
 void cpu_register_loss(void) {
   core_register(LOOM_CPU, CORE_OP_cross_entropy, LOOM_F32, cross_entropy_f32);

@@ -67,6 +67,10 @@ struct SiluBackward {
   }
 };
 
+struct ReluBackward {
+  template <class T> __device__ T operator()(T y, T g) const { return y <= T(0) ? T(0) : g; }
+};
+
 template <loom_dtype DT> loom_status leaky_relu_kernel(const core_kctx *k) {
   return map_launch<DT, DT, 1>(k, LeakyRelu{k->a.f[0]});
 }
@@ -83,6 +87,9 @@ template <loom_dtype DT> loom_status elu_backward_kernel(const core_kctx *k) {
 }
 template <loom_dtype DT> loom_status gelu_backward_kernel(const core_kctx *k) {
   return map_launch<DT, DT, 2>(k, GeluBackward{k->a.i[0] != 0});
+}
+template <loom_dtype DT> loom_status relu_backward_kernel(const core_kctx *k) {
+  return map_launch<DT, DT, 2>(k, ReluBackward{});
 }
 template <loom_dtype DT> loom_status silu_backward_kernel(const core_kctx *k) {
   return map_launch<DT, DT, 2>(k, SiluBackward{});
@@ -262,6 +269,7 @@ template <loom_dtype... DTs> void reg_all() {
   (core_register(LOOM_CUDA, CORE_OP_elu_backward, DTs, elu_backward_kernel<DTs>), ...);
   (core_register(LOOM_CUDA, CORE_OP_gelu_backward, DTs, gelu_backward_kernel<DTs>), ...);
   (core_register(LOOM_CUDA, CORE_OP_silu_backward, DTs, silu_backward_kernel<DTs>), ...);
+  (core_register(LOOM_CUDA, CORE_OP_relu_backward, DTs, relu_backward_kernel<DTs>), ...);
   (core_register(LOOM_CUDA, CORE_OP_softmax, DTs, softmax_kernel<DTs, kSoftmax>), ...);
   (core_register(LOOM_CUDA, CORE_OP_log_softmax, DTs, softmax_kernel<DTs, kLogSoftmax>), ...);
   (core_register(LOOM_CUDA, CORE_OP_softmax_backward, DTs, softmax_kernel<DTs, kSoftmaxBack>), ...);
