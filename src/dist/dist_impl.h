@@ -23,7 +23,7 @@ struct loom_dist_work {
   int done;                 /* set (atomically) by the backend when finished */
   loom_status status;
   char err[512];
-  struct loom_dist_work *next;  /* the backend's queue */
+  struct loom_dist_work *next;  /* the communication thread's queue (dist_queue) */
   void *backend_data;           /* the backend's own record of w (NCCL: its events) */
 };
 
@@ -61,6 +61,29 @@ void dist_print_timeout(const loom_dist_work *w);
 int dist_wait_timed(loom_dist_work *w, double *t0, double *t1);
 /* After a SUM that stands for an AVG: out /= world size (floating dtypes). */
 int dist_divide_by_world(loom_tensor *t);
+
+/* The communication thread of the CPU backends (queue.c): collectives run on
+ * it one at a time, in the order submitted. Storage: static, DIST_QUEUE_INIT. */
+typedef struct dist_queue {
+  void (*run)(loom_dist_work *w);   /* runs w and marks it done */
+  void (*give_up)(void);   /* ends the job when the running work is past the timeout (after dist_print_timeout);
+                              never returns. NULL: run enforces the timeout, waits just sleep */
+  pthread_mutex_t mu;
+  pthread_cond_t cv_work, cv_done;
+  loom_dist_work *head, *tail, *running;   /* queued; on the thread now (under mu) */
+  bool stopping;
+  pthread_t thread;
+} dist_queue;
+#define DIST_QUEUE_INIT \
+  {.mu = PTHREAD_MUTEX_INITIALIZER, .cv_work = PTHREAD_COND_INITIALIZER, .cv_done = PTHREAD_COND_INITIALIZER}
+/* Starts the thread; 0 or an error status (recorded). */
+int dist_queue_start(dist_queue *q, void (*run)(loom_dist_work *w), void (*give_up)(void));
+/* Queues w behind the work before it; returns 0. */
+int dist_queue_submit(dist_queue *q, loom_dist_work *w);
+/* Returns 0 when w is done. */
+int dist_queue_wait(dist_queue *q, loom_dist_work *w);
+/* Lets work nobody waited for finish (or time out), then joins the thread. */
+void dist_queue_stop(dist_queue *q);
 
 #ifdef LOOM_WITH_MPI
 /* Joins the MPI job (MPI_Init_thread unless the program did) with ranks

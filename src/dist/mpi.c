@@ -1,12 +1,10 @@
-/* The MPI backend for CPU tensors. Collectives run in order on one
- * communication thread (the CPU's "communication stream"), so backward keeps
- * computing while a bucket's all-reduce runs. The waiting thread enforces the
- * timeout: when the running collective is older than it, the rank prints
- * what was stuck and aborts the whole job (MPI_Abort). */
-#define _POSIX_C_SOURCE 200809L   /* pthread_cond_timedwait */
+/* The MPI backend for CPU tensors. Collectives run in order on the
+ * communication thread (queue.c), so backward keeps computing while a
+ * bucket's all-reduce runs. The waiting thread enforces the timeout: when the
+ * running collective is older than it, the rank prints what was stuck and
+ * aborts the whole job (MPI_Abort). */
 #include <limits.h>
 #include <mpi.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,13 +14,7 @@ static MPI_Comm comm = MPI_COMM_NULL;
 static bool we_initialized;
 static MPI_Datatype dt_f16 = MPI_DATATYPE_NULL, dt_bf16 = MPI_DATATYPE_NULL;
 static MPI_Op op16[3];   /* sum, max, min of f16 / bf16 (through float) */
-
-static pthread_t thread;
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cv_work = PTHREAD_COND_INITIALIZER, cv_done = PTHREAD_COND_INITIALIZER;
-static loom_dist_work *head, *tail;
-static loom_dist_work *running;   /* the collective inside MPI now (under mu) */
-static bool stopping;
+static dist_queue queue = DIST_QUEUE_INIT;
 
 void dist_mpi_version(char *buf, size_t size) {
   char v[MPI_MAX_LIBRARY_VERSION_STRING] = "";
@@ -75,7 +67,7 @@ static MPI_Op mpi_op(loom_reduce_op op, loom_dtype dt) {
   return which == 1 ? MPI_MAX : which == 2 ? MPI_MIN : MPI_SUM;
 }
 
-/* ---- the communication thread ---- */
+/* ---- one collective, on the communication thread ---- */
 static void run(loom_dist_work *w) {
   loom_dtype dt = w->in ? w->in->dtype : LOOM_U8;
   MPI_Datatype t = mpi_type(dt);
@@ -101,59 +93,20 @@ static void run(loom_dist_work *w) {
   dist_mark_done(w, LOOM_ERR_COMM, msg);
 }
 
-static void *comm_main(void *arg) {
-  pthread_mutex_lock(&mu);
-  for (;;) {
-    while (!head && !stopping) pthread_cond_wait(&cv_work, &mu);
-    if (!head) break;
-    loom_dist_work *w = head;
-    head = w->next;
-    if (!head) tail = NULL;
-    running = w;
-    w->t_start = dist_now();
-    pthread_mutex_unlock(&mu);
-    run(w);
-    pthread_mutex_lock(&mu);
-    running = NULL;
-    pthread_cond_broadcast(&cv_done);
-  }
-  pthread_mutex_unlock(&mu);
-  return NULL;
+/* The timeout ends the whole job. */
+static void abort_job(void) {
+  MPI_Abort(MPI_COMM_WORLD, 1);
+  abort();   /* MPI_Abort does not return; if an MPI library lets it, still never hang */
 }
 
 static int mpi_submit(loom_dist_work *w) {
   if (w->count > INT_MAX)
     return core_set_error(LOOM_ERR_UNSUPPORTED, "%s: %lld elements are more than MPI's count limit (%d); split the tensor",
                           dist_kind_name(w->kind), (long long)w->count, INT_MAX);
-  pthread_mutex_lock(&mu);
-  if (tail) tail->next = w;
-  else head = w;
-  tail = w;
-  pthread_cond_signal(&cv_work);
-  pthread_mutex_unlock(&mu);
-  return LOOM_OK;
+  return dist_queue_submit(&queue, w);
 }
 
-/* Under mu: aborts the job when the collective in MPI has run past the timeout. */
-static void check_timeout(void) {
-  if (running && dist_now() - running->t_start > dist_g.timeout_s) {
-    dist_print_timeout(running);
-    MPI_Abort(MPI_COMM_WORLD, 1);
-    abort();   /* MPI_Abort does not return; if an MPI library lets it, still never hang */
-  }
-}
-
-static void wait_slice(void) { dist_timedwait(&cv_done, &mu, 200); }
-
-static int mpi_wait(loom_dist_work *w) {
-  pthread_mutex_lock(&mu);
-  while (!__atomic_load_n(&w->done, __ATOMIC_ACQUIRE)) {
-    wait_slice();
-    check_timeout();
-  }
-  pthread_mutex_unlock(&mu);
-  return LOOM_OK;
-}
+static int mpi_wait(loom_dist_work *w) { return dist_queue_wait(&queue, w); }
 
 static void free_mpi_objects(void) {
   for (int i = 0; i < 3; i++) MPI_Op_free(&op16[i]);
@@ -165,16 +118,7 @@ static void free_mpi_objects(void) {
 }
 
 static void mpi_finalize(void) {
-  pthread_mutex_lock(&mu);
-  while (head || running) {  /* collectives nobody waited for still finish (or time out) */
-    wait_slice();
-    check_timeout();
-  }
-  stopping = true;
-  pthread_cond_signal(&cv_work);
-  pthread_mutex_unlock(&mu);
-  pthread_join(thread, NULL);
-  stopping = false;
+  dist_queue_stop(&queue);
   free_mpi_objects();
 }
 
@@ -235,8 +179,7 @@ const dist_backend *dist_mpi_init(const dist_place *p) {
   MPI_Op_create(min16, 1, &op16[2]);
   static bool at_exit;  /* a program that forgets loom_dist_finalize still leaves MPI cleanly */
   if (!at_exit) at_exit = atexit(finalize_at_exit) == 0;
-  if (pthread_create(&thread, NULL, comm_main, NULL)) {
-    core_set_error(LOOM_ERR_COMM, "dist_init: cannot start the communication thread");
+  if (dist_queue_start(&queue, run, abort_job)) {
     free_mpi_objects();
     return NULL;
   }

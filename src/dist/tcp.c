@@ -5,7 +5,7 @@
  * (store.c, MASTER_ADDR:MASTER_PORT + 1) and gets every rank's address back;
  * then it connects to rank + 1 and accepts rank - 1: one ring.
  *
- * Collectives run in order on one communication thread, like mpi.c. Each
+ * Collectives run in order on the communication thread (queue.c). Each
  * first swaps a small header with its neighbours (so ranks that call
  * different collectives fail with a message instead of mixing bytes). An
  * all-reduce is a ring reduce-scatter then a ring all-gather over world-size
@@ -28,7 +28,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,13 +43,7 @@ static const char MAGIC_RING[8] = "loomrg1";
 static int next_fd = -1, prev_fd = -1;   /* to rank + 1, from rank - 1 (non-blocking) */
 static int rank_, world_;
 static void *seg;                        /* SEG_BYTES for incoming data to reduce */
-
-static pthread_t thread;
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cv_work = PTHREAD_COND_INITIALIZER, cv_done = PTHREAD_COND_INITIALIZER;
-static loom_dist_work *head, *tail;
-static loom_dist_work *running;
-static bool stopping;
+static dist_queue queue = DIST_QUEUE_INIT;   /* run enforces the timeout (poll): no give_up */
 
 static int mod(int a, int b) { return ((a % b) + b) % b; }
 
@@ -271,26 +264,6 @@ static void run(loom_dist_work *w) {
   dist_mark_done(w, LOOM_OK, NULL);
 }
 
-static void *comm_main(void *arg) {
-  pthread_mutex_lock(&mu);
-  for (;;) {
-    while (!head && !stopping) pthread_cond_wait(&cv_work, &mu);
-    if (!head) break;
-    loom_dist_work *w = head;
-    head = w->next;
-    if (!head) tail = NULL;
-    running = w;
-    w->t_start = dist_now();
-    pthread_mutex_unlock(&mu);
-    run(w);
-    pthread_mutex_lock(&mu);
-    running = NULL;
-    pthread_cond_broadcast(&cv_done);
-  }
-  pthread_mutex_unlock(&mu);
-  return NULL;
-}
-
 /* ---- the backend ---- */
 
 static int tcp_submit(loom_dist_work *w) {
@@ -299,22 +272,11 @@ static int tcp_submit(loom_dist_work *w) {
     if (!w->backend_data)
       return core_set_error(LOOM_ERR_OOM, "reduce_scatter: out of host memory for a %zu-byte copy of the input", w->bytes);
   }
-  pthread_mutex_lock(&mu);
-  if (tail) tail->next = w;
-  else head = w;
-  tail = w;
-  pthread_cond_signal(&cv_work);
-  pthread_mutex_unlock(&mu);
-  return LOOM_OK;
+  return dist_queue_submit(&queue, w);
 }
 
 /* The communication thread enforces the timeout (it exits when one passes). */
-static int tcp_wait(loom_dist_work *w) {
-  pthread_mutex_lock(&mu);
-  while (!__atomic_load_n(&w->done, __ATOMIC_ACQUIRE)) pthread_cond_wait(&cv_done, &mu);
-  pthread_mutex_unlock(&mu);
-  return LOOM_OK;
-}
+static int tcp_wait(loom_dist_work *w) { return dist_queue_wait(&queue, w); }
 
 static void close_all(void) {
   if (next_fd >= 0) close(next_fd);
@@ -325,13 +287,7 @@ static void close_all(void) {
 }
 
 static void tcp_finalize(void) {
-  pthread_mutex_lock(&mu);
-  while (head || running) pthread_cond_wait(&cv_done, &mu);  /* collectives nobody waited for still finish (or time out) */
-  stopping = true;
-  pthread_cond_signal(&cv_work);
-  pthread_mutex_unlock(&mu);
-  pthread_join(thread, NULL);
-  stopping = false;
+  dist_queue_stop(&queue);
   close_all();
 }
 
@@ -416,8 +372,7 @@ const dist_backend *dist_tcp_init(const dist_place *p, double timeout_s) {
   if (!st) st = make_ring(lfd, table, deadline, timeout_s);
   close(lfd);
   free(table);
-  if (!st && pthread_create(&thread, NULL, comm_main, NULL))
-    st = core_set_error(LOOM_ERR_COMM, "dist_init: cannot start the communication thread");
+  if (!st) st = dist_queue_start(&queue, run, NULL);
   if (st) {
     close_all();
     return NULL;
