@@ -266,12 +266,12 @@ std::vector<float> gelu_inputs() {
 }
 
 // gelu and its gradient (autograd through gelu_backward) at xs.
-void gelu_and_grad(const std::vector<float> &xs, std::vector<float> &y, std::vector<float> &g) {
+void gelu_and_grad(const std::vector<float> &xs, std::vector<float> &y, std::vector<float> &g, bool tanh_form = true) {
   ScopeGuard scope;
   loom_tensor *x = loom_from_host(xs.data(), LOOM_SHAPE((int64_t)xs.size()), LOOM_F32, loom_cpu());
   ASSERT_NE(x, nullptr) << loom_last_error();
   ASSERT_EQ(loom_set_requires_grad(x, true), 0) << loom_last_error();
-  loom_tensor *out = loom_gelu(x, true);
+  loom_tensor *out = loom_gelu(x, tanh_form);
   ASSERT_NE(out, nullptr) << loom_last_error();
   ASSERT_EQ(loom_backward(loom_sum(out, nullptr, 0, false), nullptr, false), 0) << loom_last_error();
   y.assign(xs.size(), kNaN);
@@ -316,6 +316,43 @@ TEST(CpuMath, GeluTanhAndItsGradientMatchDouble) {
   EXPECT_EQ(e[2], kInf);
   EXPECT_EQ(e[4], 0.0f);
   EXPECT_EQ(g[4], 0.0f);
+}
+
+// gelu (erf form) = x Phi(x) and its derivative Phi(x) + x phi(x), in double
+// rounded to float. The CPU takes Phi from a vectorised erfc (fractional error
+// under 1.2e-7, exp(-x^2 / 2) split so that x^2 is exact), so Phi stays
+// accurate relative to itself in the left tail, where 1 + erf(x) (libm's erff,
+// the previous kernel) cancels: measured 7 ulp of the value, relative, and 6
+// ulp of max(|r|, 0.25) for the gradient; limits 8 and 8.
+float ref_gelu_erf(float x) { return (float)((double)x * 0.5 * std::erfc(-(double)x / std::sqrt(2.0))); }
+float ref_gelu_erf_grad(float x) {
+  double phi = std::exp(-0.5 * (double)x * x) / std::sqrt(2 * M_PI);
+  return (float)(0.5 * std::erfc(-(double)x / std::sqrt(2.0)) + x * phi);
+}
+
+TEST(CpuMath, GeluErfAndItsGradientMatchDouble) {
+  std::vector<float> xs = gelu_inputs(), y, g;
+  gelu_and_grad(xs, y, g, false);
+  ASSERT_EQ(y.size(), xs.size());
+  int64_t worst_y = 0, worst_g = 0;
+  for (size_t i = 0; i < xs.size(); i++) {
+    float x = xs[i];
+    int64_t ey = err_units(y[i], ref_gelu_erf(x), 1e-30f), eg = err_units(g[i], ref_gelu_erf_grad(x), 0.25f);
+    worst_y = std::max(worst_y, ey);
+    worst_g = std::max(worst_g, eg);
+    EXPECT_LE(ey, 8) << "gelu(" << x << ") = " << y[i] << ", expected " << ref_gelu_erf(x);
+    EXPECT_LE(eg, 8) << "gelu'(" << x << ") = " << g[i] << ", expected " << ref_gelu_erf_grad(x);
+    if (ey > 8 || eg > 8) break;
+  }
+  std::cout << "[ measured ] gelu erf over " << xs.size() << " inputs: max error " << worst_y
+            << " ulp (relative), its gradient " << worst_g << " ulp of max(|r|, 0.25)\n";
+  std::vector<float> e;
+  gelu_and_grad({0.0f, kNaN, kInf, -kInf, -1e30f}, e, g, false);
+  EXPECT_EQ(e[0], 0.0f);
+  EXPECT_EQ(g[0], 0.5f);
+  EXPECT_TRUE(std::isnan(e[1]) && std::isnan(g[1]));
+  EXPECT_EQ(e[2], kInf);
+  EXPECT_EQ(e[4], 0.0f);
 }
 
 }  // namespace

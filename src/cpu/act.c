@@ -33,9 +33,40 @@ static inline float gelu_tanh_gradf(float x) {
   float dv = (float)(2 * SQRT_2_OVER_PI) * (1 + 3 * (float)GELU_C * x * x);
   return cpu_selectf(v >= 0, d, e * d) + x * e * d * d * dv;
 }
-static inline float gelu_erff(float x) { return 0.5f * x * (1 + erff(x * (float)INV_SQRT_2)); }
+/* gelu, erf form: x Phi(x), Phi the normal CDF. f32 takes Phi from erfc (no libm
+ * call, so the loops vectorise): erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z / 2),
+ * z >= 0, P the Chebyshev fit of Numerical Recipes (fractional error below
+ * 1.2e-7 everywhere; exp(-z^2) is split so that z^2 is not rounded);
+ * Phi(x) = erfc(|x| / sqrt 2) / 2 below 0 and one minus it
+ * above, so Phi keeps its relative accuracy in the left tail, where 1 + erf(x)
+ * would cancel. NaN stays NaN; gelu(-inf) is NaN (-inf * 0), as in PyTorch. */
+static inline float normal_cdff(float x) {
+  float z = fabsf(x) * (float)INV_SQRT_2, t = 1 / (1 + 0.5f * z);
+  float p = 0.17087277f;
+  p = p * t - 0.82215223f;
+  p = p * t + 1.48851587f;
+  p = p * t - 1.13520398f;
+  p = p * t + 0.27886807f;
+  p = p * t - 0.18628806f;
+  p = p * t + 0.09678418f;
+  p = p * t + 0.37409196f;
+  p = p * t + 1.00002368f;
+  p = p * t - 1.26551223f;
+  /* exp(-z^2) = exp(-x^2 / 2) as exp(-xh^2 / 2) exp(-(a - xh)(a + xh) / 2), a = |x|,
+   * xh = a to 12 bits so xh^2 is exact: a rounded z or z^2 would cost eps z^2 of
+   * relative accuracy in the tail */
+  float a = fabsf(x), xh;
+  uint32_t ab;
+  memcpy(&ab, &a, sizeof ab);
+  ab &= 0xfffff000u;
+  memcpy(&xh, &ab, sizeof xh);
+  float half_erfc = 0.5f * t * cpu_expf(-0.5f * xh * xh) * cpu_expf(p - 0.5f * (a - xh) * (a + xh));
+  half_erfc = cpu_selectf(a > 30.0f, 0.0f, half_erfc); /* infinities: inf - inf above */
+  return cpu_selectf(x < 0, half_erfc, 1 - half_erfc);
+}
+static inline float gelu_erff(float x) { return x * normal_cdff(x); }
 static inline float gelu_erf_gradf(float x) {
-  return 0.5f * (1 + erff(x * (float)INV_SQRT_2)) + x * (float)INV_SQRT_2PI * cpu_expf(-0.5f * x * x);
+  return normal_cdff(x) + x * (float)INV_SQRT_2PI * cpu_expf(-0.5f * x * x);
 }
 static inline double gelu_tanh_f64(double x) {
   return 0.5 * x * (1 + tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x)));
