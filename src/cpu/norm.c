@@ -2,7 +2,7 @@
  * backward (layouts in src/core/ops_norm.def; bodies in src/cpu/norm_body.h,
  * compiled once for f32 and once for f64; f16 / bf16 go through f32 in the
  * dispatcher). */
-#include "cpu/cpu.h"
+#include "cpu/vrow.h"
 
 static loom_status bad_numel(const core_kctx *k, const char *what, const loom_tensor *t, int64_t want) {
   return core_set_error(LOOM_ERR_INVALID, "%s: %s has shape %s, expected %lld elements", core_ops[k->op].name, what,
@@ -54,24 +54,28 @@ static loom_status check_bwd(const core_kctx *k, int64_t n, int64_t P, int64_t G
 #define NT float
 #define NS float
 #define NX(name) name##_f32
+#define NV(name) name##_f
 #define check_geom(k, n, P, P2, G) check_fwd(k, n, P, G, LOOM_F32)
 #define check_bwd_geom(k, n, P, G) check_bwd(k, n, P, G, LOOM_F32)
 #include "cpu/norm_body.h"
 #undef NT
 #undef NS
 #undef NX
+#undef NV
 #undef check_geom
 #undef check_bwd_geom
 
 #define NT double
 #define NS double
 #define NX(name) name##_f64
+#define NV(name) name##_d
 #define check_geom(k, n, P, P2, G) check_fwd(k, n, P, G, LOOM_F64)
 #define check_bwd_geom(k, n, P, G) check_bwd(k, n, P, G, LOOM_F64)
 #include "cpu/norm_body.h"
 #undef NT
 #undef NS
 #undef NX
+#undef NV
 #undef check_geom
 #undef check_bwd_geom
 

@@ -1,24 +1,55 @@
 /* CPU norm kernels for one dtype, included by src/cpu/norm.c with
  *   NT  the element type (float / double)    NS  the stats type (same here)
- *   NX(name) appends the dtype suffix.
- * Statistics and gradient sums are accumulated in double, two passes (mean,
- * then squared deviations), so f32 input loses nothing to cancellation.
- * Layouts are documented in src/core/ops_norm.def. */
+ *   NX(name) appends the dtype suffix; NV(name) the suffix of the lane
+ *   reductions of src/cpu/vrow.h (f / d).
+ * Statistics take two passes (mean, then squared deviations), so f32 input
+ * loses nothing to cancellation. Sums run in NT lanes over blocks of NORM_BLOCK
+ * elements (vectorised), the blocks' results added in double; elementwise
+ * passes compute in NT. Layouts are documented in src/core/ops_norm.def. */
+#ifndef NORM_BLOCK
+#define NORM_BLOCK 1024
+#endif
+
+/* Sum of p[0..len), and of (p - m)^2: blocks of lane sums added in double. */
+static double NX(sum_blocked)(const NT *p, int64_t len) {
+  double s = 0;
+  for (int64_t i = 0; i < len; i += NORM_BLOCK) s += NV(cpu_row_sum)(p + i, len - i < NORM_BLOCK ? len - i : NORM_BLOCK);
+  return s;
+}
+static double NX(sq_dev_blocked)(const NT *p, int64_t len, NT m) {
+  double s = 0;
+  for (int64_t i = 0; i < len; i += NORM_BLOCK)
+    s += NV(cpu_row_sq_dev)(p + i, len - i < NORM_BLOCK ? len - i : NORM_BLOCK, m);
+  return s;
+}
 
 /* Mean and biased variance of nseg segments of len elements, seg_stride apart. */
 static void NX(moments)(const NT *x, int64_t nseg, int64_t len, int64_t seg_stride, double *mean, double *var) {
   double s = 0;
-  for (int64_t a = 0; a < nseg; a++) {
-    const NT *p = x + a * seg_stride;
-    for (int64_t i = 0; i < len; i++) s += p[i];
-  }
+  for (int64_t a = 0; a < nseg; a++) s += NX(sum_blocked)(x + a * seg_stride, len);
   double n = (double)(nseg * len), m = s / n, q = 0;
-  for (int64_t a = 0; a < nseg; a++) {
-    const NT *p = x + a * seg_stride;
-    for (int64_t i = 0; i < len; i++) q += ((double)p[i] - m) * ((double)p[i] - m);
-  }
+  for (int64_t a = 0; a < nseg; a++) q += NX(sq_dev_blocked)(x + a * seg_stride, len, (NT)m);
   *mean = m;
   *var = q / n;
+}
+
+/* q = p * scale + shift over n elements. */
+CPU_CLONES static void NX(affine_run)(const NT *p, NT *q, int64_t n, NT scale, NT shift) {
+  for (int64_t i = 0; i < n; i++) q[i] = p[i] * scale + shift;
+}
+/* Sums of g and of g * (p - m) over n elements (lanes). */
+CPU_CLONES static void NX(grad_sums)(const NT *g, const NT *p, int64_t n, NT m, double *sg, double *sgx) {
+  NT a[CPU_LANES] = {0}, c[CPU_LANES] = {0};
+  int64_t i = 0;
+  for (; i + CPU_LANES <= n; i += CPU_LANES)
+    for (int j = 0; j < CPU_LANES; j++) a[j] += g[i + j], c[j] += g[i + j] * (p[i + j] - m);
+  for (int j = 0; i + j < n; j++) a[j] += g[i + j], c[j] += g[i + j] * (p[i + j] - m);
+  *sg += NV(cpu_lanes_sum)(a);
+  *sgx += NV(cpu_lanes_sum)(c);
+}
+static void NX(grad_sums_blocked)(const NT *g, const NT *p, int64_t len, NT m, double *sg, double *sgx) {
+  for (int64_t i = 0; i < len; i += NORM_BLOCK)
+    NX(grad_sums)(g + i, p + i, len - i < NORM_BLOCK ? len - i : NORM_BLOCK, m, sg, sgx);
 }
 
 /* ---- batch norm: x [N, C, S], statistics per channel ---- */
@@ -37,13 +68,14 @@ static loom_status NX(batch_norm)(const core_kctx *k) {
     double r = 1.0 / sqrt(v + eps), scale = r * (double)w[c], shift = (double)b[c] - m * scale;
     st[c] = (NS)m;
     st[C + c] = (NS)r;
-    for (int64_t n = 0; n < N; n++) {
-      const NT *p = x + (n * C + c) * S;
-      NT *q = y + (n * C + c) * S;
-      for (int64_t s = 0; s < S; s++) q[s] = (NT)(p[s] * scale + shift);
-    }
+    for (int64_t n = 0; n < N; n++) NX(affine_run)(x + (n * C + c) * S, y + (n * C + c) * S, S, (NT)scale, (NT)shift);
   }
   return LOOM_OK;
+}
+
+/* dx = a (g - mdy - (p - m) r mdyx) over n elements. */
+CPU_CLONES static void NX(bn_dx_run)(const NT *g, const NT *p, NT *q, int64_t n, NT a, NT mdy, NT m, NT rmdyx) {
+  for (int64_t i = 0; i < n; i++) q[i] = a * (g[i] - mdy - (p[i] - m) * rmdyx);
 }
 
 static loom_status NX(batch_norm_backward)(const core_kctx *k) {
@@ -56,27 +88,56 @@ static loom_status NX(batch_norm_backward)(const core_kctx *k) {
   _Pragma("omp parallel for num_threads(cpu_threads()) if (N * C * S > CPU_PARALLEL_MIN) schedule(static)")
   for (int64_t c = 0; c < C; c++) {
     double m = st[c], r = st[C + c], sdy = 0, sdyx = 0;
-    for (int64_t n = 0; n < N; n++) {
-      const NT *g = dy + (n * C + c) * S, *p = x + (n * C + c) * S;
-      for (int64_t s = 0; s < S; s++) {
-        sdy += g[s];
-        sdyx += (double)g[s] * ((double)p[s] - m);
-      }
-    }
+    for (int64_t n = 0; n < N; n++)
+      NX(grad_sums_blocked)(dy + (n * C + c) * S, x + (n * C + c) * S, S, (NT)m, &sdy, &sdyx);
     sdyx *= r; /* sum dy * xhat */
     dwb[c] = (NT)sdyx;
     dwb[C + c] = (NT)sdy;
     double a = (double)w[c] * r, mdy = sdy / cnt, mdyx = sdyx / cnt;
-    for (int64_t n = 0; n < N; n++) {
-      const NT *g = dy + (n * C + c) * S, *p = x + (n * C + c) * S;
-      NT *q = dx + (n * C + c) * S;
-      for (int64_t s = 0; s < S; s++) q[s] = (NT)(a * ((double)g[s] - mdy - ((double)p[s] - m) * r * mdyx));
-    }
+    for (int64_t n = 0; n < N; n++)
+      NX(bn_dx_run)(dy + (n * C + c) * S, x + (n * C + c) * S, dx + (n * C + c) * S, S, (NT)a, (NT)mdy, (NT)m,
+                    (NT)(r * mdyx));
   }
   return LOOM_OK;
 }
 
 /* ---- layer norm: x [M, K], statistics per row, affine per column ---- */
+
+/* q = (p - mu) r w + b over a row of K. */
+CPU_CLONES static void NX(ln_row)(const NT *p, NT *q, const NT *w, const NT *b, int64_t K, NT mu, NT r) {
+  for (int64_t j = 0; j < K; j++) q[j] = (p[j] - mu) * r * w[j] + b[j];
+}
+/* One row of the layer-norm gradient: s1 = mean(g w), s2 = mean(g w xhat), then
+ * dx = r (g w - s1 - xhat s2), xhat = (p - mu) r. */
+CPU_CLONES static void NX(ln_bwd_row)(const NT *g, const NT *p, const NT *w, NT *q, int64_t K, NT mu, NT r) {
+  NT a[CPU_LANES] = {0}, c[CPU_LANES] = {0};
+  int64_t j = 0;
+  for (; j + CPU_LANES <= K; j += CPU_LANES)
+    for (int l = 0; l < CPU_LANES; l++) {
+      NT gh = g[j + l] * w[j + l];
+      a[l] += gh, c[l] += gh * (p[j + l] - mu);
+    }
+  for (int l = 0; j + l < K; l++) {
+    NT gh = g[j + l] * w[j + l];
+    a[l] += gh, c[l] += gh * (p[j + l] - mu);
+  }
+  NT s1 = (NT)((double)NV(cpu_lanes_sum)(a) / (double)K), s2 = (NT)((double)NV(cpu_lanes_sum)(c) * r / (double)K);
+  for (j = 0; j < K; j++) q[j] = r * (g[j] * w[j] - s1 - (p[j] - mu) * r * s2);
+}
+/* Column sums of g (xhat) and g over rows [m0, m1), added into sw / sb (NT lanes per row block). */
+CPU_CLONES static void NX(ln_col_sums)(const NT *dy, const NT *x, const NS *st, int64_t M, int64_t K, int64_t m0,
+                                       int64_t m1, int64_t j0, int64_t j1, double *sw, double *sb) {
+  NT aw[64] = {0}, ab[64] = {0};
+  for (int64_t m = m0; m < m1; m++) {
+    NT mu = (NT)st[m], r = (NT)st[M + m];
+    const NT *g = dy + m * K + j0, *p = x + m * K + j0;
+    for (int64_t j = 0; j < j1 - j0; j++) {
+      aw[j] += g[j] * ((p[j] - mu) * r);
+      ab[j] += g[j];
+    }
+  }
+  for (int64_t j = 0; j < j1 - j0; j++) sw[j] += aw[j], sb[j] += ab[j];
+}
 
 static loom_status NX(layer_norm)(const core_kctx *k) {
   int64_t M = k->a.i[0], K = k->a.i[1];
@@ -92,9 +153,7 @@ static loom_status NX(layer_norm)(const core_kctx *k) {
     double r = 1.0 / sqrt(v + eps);
     st[m] = (NS)mu;
     st[M + m] = (NS)r;
-    const NT *p = x + m * K;
-    NT *q = y + m * K;
-    for (int64_t j = 0; j < K; j++) q[j] = (NT)(((double)p[j] - mu) * r * (double)w[j] + (double)b[j]);
+    NX(ln_row)(x + m * K, y + m * K, w, b, K, (NT)mu, (NT)r);
   }
   return LOOM_OK;
 }
@@ -107,18 +166,7 @@ static loom_status NX(layer_norm_backward)(const core_kctx *k) {
   NT *dx = core_ptr(k->out[0]), *dwb = core_ptr(k->out[1]);
   _Pragma("omp parallel for num_threads(cpu_threads()) if (M * K > CPU_PARALLEL_MIN) schedule(static)")
   for (int64_t m = 0; m < M; m++) {
-    const NT *g = dy + m * K, *p = x + m * K;
-    double mu = st[m], r = st[M + m], s1 = 0, s2 = 0; /* sums of dxhat and dxhat * xhat */
-    for (int64_t j = 0; j < K; j++) {
-      double gh = (double)g[j] * (double)w[j];
-      s1 += gh;
-      s2 += gh * ((double)p[j] - mu) * r;
-    }
-    s1 /= (double)K;
-    s2 /= (double)K;
-    NT *q = dx + m * K;
-    for (int64_t j = 0; j < K; j++)
-      q[j] = (NT)(r * ((double)g[j] * (double)w[j] - s1 - ((double)p[j] - mu) * r * s2));
+    NX(ln_bwd_row)(dy + m * K, x + m * K, w, dx + m * K, K, (NT)st[m], (NT)st[M + m]);
   }
   /* column sums, a block of columns per task so rows are read contiguously */
   int64_t nblk = (K + 63) / 64;
@@ -126,14 +174,7 @@ static loom_status NX(layer_norm_backward)(const core_kctx *k) {
   for (int64_t bk = 0; bk < nblk; bk++) {
     int64_t j0 = bk * 64, j1 = j0 + 64 < K ? j0 + 64 : K;
     double sw[64] = {0}, sb[64] = {0};
-    for (int64_t m = 0; m < M; m++) {
-      double mu = st[m], r = st[M + m];
-      const NT *g = dy + m * K, *p = x + m * K;
-      for (int64_t j = j0; j < j1; j++) {
-        sw[j - j0] += (double)g[j] * ((double)p[j] - mu) * r;
-        sb[j - j0] += (double)g[j];
-      }
-    }
+    for (int64_t m = 0; m < M; m += 256) NX(ln_col_sums)(dy, x, st, M, K, m, m + 256 < M ? m + 256 : M, j0, j1, sw, sb);
     for (int64_t j = j0; j < j1; j++) {
       dwb[j] = (NT)sw[j - j0];
       dwb[K + j] = (NT)sb[j - j0];
