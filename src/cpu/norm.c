@@ -55,6 +55,7 @@ static loom_status check_bwd(const core_kctx *k, int64_t n, int64_t P, int64_t G
 #define NS float
 #define NX(name) name##_f32
 #define NV(name) name##_f
+#define NVT cpu_vf
 #define check_geom(k, n, P, P2, G) check_fwd(k, n, P, G, LOOM_F32)
 #define check_bwd_geom(k, n, P, G) check_bwd(k, n, P, G, LOOM_F32)
 #include "cpu/norm_body.h"
@@ -62,6 +63,7 @@ static loom_status check_bwd(const core_kctx *k, int64_t n, int64_t P, int64_t G
 #undef NS
 #undef NX
 #undef NV
+#undef NVT
 #undef check_geom
 #undef check_bwd_geom
 
@@ -69,6 +71,7 @@ static loom_status check_bwd(const core_kctx *k, int64_t n, int64_t P, int64_t G
 #define NS double
 #define NX(name) name##_f64
 #define NV(name) name##_d
+#define NVT cpu_vd
 #define check_geom(k, n, P, P2, G) check_fwd(k, n, P, G, LOOM_F64)
 #define check_bwd_geom(k, n, P, G) check_bwd(k, n, P, G, LOOM_F64)
 #include "cpu/norm_body.h"
@@ -76,6 +79,7 @@ static loom_status check_bwd(const core_kctx *k, int64_t n, int64_t P, int64_t G
 #undef NS
 #undef NX
 #undef NV
+#undef NVT
 #undef check_geom
 #undef check_bwd_geom
 

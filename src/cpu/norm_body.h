@@ -110,24 +110,31 @@ CPU_CLONES static void NX(ln_row)(const NT *p, NT *q, const NT *w, const NT *b, 
 /* One row of the layer-norm gradient: s1 = mean(g w), s2 = mean(g w xhat), then
  * dx = r (g w - s1 - xhat s2), xhat = (p - mu) r. */
 CPU_CLONES static void NX(ln_bwd_row)(const NT *g, const NT *p, const NT *w, NT *q, int64_t K, NT mu, NT r) {
-  NT a[CPU_LANES] = {0}, c[CPU_LANES] = {0};
+  enum { W = 32 / sizeof(NT) };
+  NVT a = {0}, c = {0}, gv, pv, wv;
   int64_t j = 0;
-  for (; j + CPU_LANES <= K; j += CPU_LANES)
-    for (int l = 0; l < CPU_LANES; l++) {
-      NT gh = g[j + l] * w[j + l];
-      a[l] += gh, c[l] += gh * (p[j + l] - mu);
-    }
-  for (int l = 0; j + l < K; l++) {
-    NT gh = g[j + l] * w[j + l];
-    a[l] += gh, c[l] += gh * (p[j + l] - mu);
+  for (; j + W <= K; j += W) {
+    memcpy(&gv, g + j, sizeof gv);
+    memcpy(&pv, p + j, sizeof pv);
+    memcpy(&wv, w + j, sizeof wv);
+    NVT gh = gv * wv;
+    a += gh;
+    c += gh * (pv - mu);
   }
-  NT s1 = (NT)((double)NV(cpu_lanes_sum)(a) / (double)K), s2 = (NT)((double)NV(cpu_lanes_sum)(c) * r / (double)K);
+  double sa = 0, sc = 0;
+  for (int l = 0; l < W; l++) sa += a[l], sc += c[l];
+  for (; j < K; j++) sa += g[j] * w[j], sc += g[j] * w[j] * (p[j] - mu);
+  NT s1 = (NT)(sa / (double)K), s2 = (NT)(sc * r / (double)K);
   for (j = 0; j < K; j++) q[j] = r * (g[j] * w[j] - s1 - (p[j] - mu) * r * s2);
 }
-/* Column sums of g (xhat) and g over rows [m0, m1), added into sw / sb (NT lanes per row block). */
+/* Column sums of g (xhat) and g over rows [m0, m1) for columns [j0, j1) (at most
+ * LN_COLS, so the partial sums stay in registers), added into sw / sb. */
+#ifndef LN_COLS
+#define LN_COLS 32
+#endif
 CPU_CLONES static void NX(ln_col_sums)(const NT *dy, const NT *x, const NS *st, int64_t M, int64_t K, int64_t m0,
                                        int64_t m1, int64_t j0, int64_t j1, double *sw, double *sb) {
-  NT aw[64] = {0}, ab[64] = {0};
+  NT aw[LN_COLS] = {0}, ab[LN_COLS] = {0};
   for (int64_t m = m0; m < m1; m++) {
     NT mu = (NT)st[m], r = (NT)st[M + m];
     const NT *g = dy + m * K + j0, *p = x + m * K + j0;
@@ -169,11 +176,11 @@ static loom_status NX(layer_norm_backward)(const core_kctx *k) {
     NX(ln_bwd_row)(dy + m * K, x + m * K, w, dx + m * K, K, (NT)st[m], (NT)st[M + m]);
   }
   /* column sums, a block of columns per task so rows are read contiguously */
-  int64_t nblk = (K + 63) / 64;
+  int64_t nblk = (K + LN_COLS - 1) / LN_COLS;
   _Pragma("omp parallel for num_threads(cpu_threads()) if (M * K > CPU_PARALLEL_MIN) schedule(static)")
   for (int64_t bk = 0; bk < nblk; bk++) {
-    int64_t j0 = bk * 64, j1 = j0 + 64 < K ? j0 + 64 : K;
-    double sw[64] = {0}, sb[64] = {0};
+    int64_t j0 = bk * LN_COLS, j1 = j0 + LN_COLS < K ? j0 + LN_COLS : K;
+    double sw[LN_COLS] = {0}, sb[LN_COLS] = {0};
     for (int64_t m = 0; m < M; m += 256) NX(ln_col_sums)(dy, x, st, M, K, m, m + 256 < M ? m + 256 : M, j0, j1, sw, sb);
     for (int64_t j = j0; j < j1; j++) {
       dwb[j] = (NT)sw[j - j0];
