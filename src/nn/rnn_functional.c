@@ -1,7 +1,8 @@
 /* The functional multi-layer RNN / LSTM / GRU (loom_rnn): checks, layout
  * (batch_first, unbatched), layers, directions and dropout between layers.
  * Each direction of a layer projects its whole input sequence with one
- * matmul, then runs the recurrence step by step (nn_rnn_step). Dropout
+ * matmul, then runs the recurrence: without lengths or projection as one
+ * autograd node (nn_rnn_sequence), else step by step (nn_rnn_step). Dropout
  * between layers is loom_dropout's (the device's Philox generator). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,10 @@ static loom_tensor *run_direction(loom_rnn_mode mode, const loom_tensor *seq, lo
   loom_tensor *xp = nn_rnn_linear(loom_reshape(seq, LOOM_SHAPE(L * N, in)), w[0], b);
   if (!xp) return NULL;
   xp = loom_reshape(xp, LOOM_SHAPE(L, N, xp->shape.d[1]));
+  /* without lengths or projection: one node for the whole recurrence (rnn_sequence.c) */
+  const loom_tensor *b_hh = fold ? NULL : w[3];
+  if (!valid && !w[4] && nn_rnn_sequence_applies(xp, h, c, w[1], b_hh))
+    return nn_rnn_sequence(mode, xp, h, c, w[1], b_hh, reverse, h_last, c_last);
   loom_tensor **hs = calloc((size_t)L, sizeof *hs);
   if (!hs) {
     core_set_error(LOOM_ERR_OOM, "%s: out of host memory", nn_rnn_mode_name(mode));
