@@ -1,13 +1,22 @@
 /* CPU kernels of the attention family: fused scaled dot-product attention,
- * forward (online softmax over blocks of keys) and backward (scores
- * recomputed from the saved logsumexp), OpenMP over heads. Layouts in
- * src/core/ops_attention.def; bodies in src/cpu/attention_body.h, compiled
- * for f32 and f64 (f16 / bf16 go through f32 in the dispatcher). */
+ * blocked (flash-style): per (batch, head) and block of queries, the scores
+ * against a block of keys are one GEMM, the softmax runs over the block's
+ * rows in vectorised lanes, and the products with V (forward) or the
+ * gradients (backward, scores recomputed from the saved logsumexp) are GEMMs
+ * too. Layouts in src/core/ops_attention.def; bodies in
+ * src/cpu/attention_body.h, compiled for f32 and f64 (f16 / bf16 go through
+ * f32 in the dispatcher). */
+#include <cblas.h>
+#include <limits.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cpu/cpu.h"
+#include "cpu/vrow.h"
 
-#define SDPA_BLOCK 64
+/* Queries and keys per block: a block's scores (SDPA_BQ x SDPA_BK) stay in L2. */
+#define SDPA_BQ 64
+#define SDPA_BK 256
 
 typedef struct sdpa_geom {
   int64_t B, Hq, Hkv, L, S, E, Ev;
@@ -29,6 +38,9 @@ static loom_status sdpa_check(const core_kctx *k, sdpa_geom *g, bool fwd) {
   if (g->B < 0 || g->Hq < 0 || g->Hkv <= 0 || g->L < 0 || g->S < 0 || g->E < 0 || g->Ev < 0 || g->Hq % g->Hkv)
     return core_set_error(LOOM_ERR_INVALID, "%s: bad sizes", name);
   int64_t W = g->E + g->Ev;
+  if (W > INT_MAX) /* BLAS takes int sizes and leading dimensions */
+    return core_set_error(LOOM_ERR_INVALID, "%s: head dims E = %lld, Ev = %lld too large", name, (long long)g->E,
+                          (long long)g->Ev);
   loom_dtype dt = k->in[0]->dtype;
   if (fwd) {
     if (core_numel(k->in[0]) != g->B * g->Hq * g->L * g->E) return bad(k, "q", k->in[0], g->B * g->Hq * g->L * g->E);
@@ -61,16 +73,33 @@ static loom_status sdpa_check(const core_kctx *k, sdpa_geom *g, bool fwd) {
   return LOOM_OK;
 }
 
+/* Per type: T, the kernel suffix, the GEMM, a vectorising exp, and cpu/vrow.h's lane sum and row max. */
 #define T float
 #define SFX f32
+#define SDPA_GEMM cblas_sgemm
+#define SDPA_EXP cpu_expf
+#define SDPA_LANES cpu_lanes_sum_f
+#define SDPA_ROW_MAX cpu_row_max_f
 #include "cpu/attention_body.h"
 #undef T
 #undef SFX
+#undef SDPA_GEMM
+#undef SDPA_EXP
+#undef SDPA_LANES
+#undef SDPA_ROW_MAX
 #define T double
 #define SFX f64
+#define SDPA_GEMM cblas_dgemm
+#define SDPA_EXP exp
+#define SDPA_LANES cpu_lanes_sum_d
+#define SDPA_ROW_MAX cpu_row_max_d
 #include "cpu/attention_body.h"
 #undef T
 #undef SFX
+#undef SDPA_GEMM
+#undef SDPA_EXP
+#undef SDPA_LANES
+#undef SDPA_ROW_MAX
 
 void cpu_register_attention(void) {
   core_register(LOOM_CPU, CORE_OP_sdpa, LOOM_F32, sdpa_fwd_f32);

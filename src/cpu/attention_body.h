@@ -1,125 +1,249 @@
 /* Body of the CPU attention kernels, included by src/cpu/attention.c once per
- * float type: T (float / double) and SFX (f32 / f64) are defined there. The
- * layouts are documented in src/core/ops_attention.def. */
+ * float type. Defined there: T (float / double), SFX (f32 / f64), SDPA_GEMM
+ * (cblas_sgemm / cblas_dgemm), SDPA_EXP (cpu_expf / exp), SDPA_LANES and
+ * SDPA_ROW_MAX (the lane sum and NaN-propagating row max of cpu/vrow.h).
+ * The layouts are documented in src/core/ops_attention.def.
+ *
+ * Work unit: one (batch, query head) and a block of up to SDPA_BQ queries,
+ * against blocks of up to SDPA_BK keys (only those a causal mask leaves).
+ *   scores  S = scale Q K^T (GEMM) + mask, -inf where causal masks
+ *   forward online softmax over the key blocks: per row a running max m and
+ *           sum l, P = exp(S - m) in place, O = O * exp(m_old - m) + P V (GEMM);
+ *           at the end O /= l and lse = m + log l. A row with l == 0 (every key
+ *           masked) or l NaN (a NaN score) gives O = 0 and lse = -inf, as the
+ *           CUDA kernel does.
+ *   backward P = exp(S - lse) (0 on a row with lse = -inf), dP = dO V^T (GEMM),
+ *           dS = scale P (dP - D), dQ = dS K, dK += dS^T Q, dV += P^T dO (GEMMs).
+ * Each GEMM runs single-threaded inside the OpenMP region (OpenBLAS's OpenMP
+ * build does so in an active parallel region). */
 #define SDPA_CAT2(a, b) a##_##b
 #define SDPA_CAT(a, b) SDPA_CAT2(a, b)
 #define FN(name) SDPA_CAT(name, SFX)
 
-static T FN(dot)(const T *a, const T *b, int64_t n) {
-  T s = 0;
-  for (int64_t e = 0; e < n; e++) s += a[e] * b[e];
-  return s;
+/* s[j] += mask element j (element stride st: 1, 0 = broadcast, or any). */
+CPU_CLONES static void FN(add_mask)(T *s, const T *m, int64_t st, int64_t n) {
+  if (st == 1) {
+    for (int64_t j = 0; j < n; j++) s[j] += m[j];
+  } else if (st == 0) {
+    T c = m[0];
+    for (int64_t j = 0; j < n; j++) s[j] += c;
+  } else {
+    for (int64_t j = 0; j < n; j++) s[j] += m[j * st];
+  }
 }
 
-/* Score of query i against key j: scale * dot + mask, -inf when masked. */
-static inline T FN(score)(const sdpa_geom *g, const T *qi, const T *kj, const T *mrow, int64_t i, int64_t j) {
-  if (g->causal && j > i) return -INFINITY;
-  T s = (T)g->scale * FN(dot)(qi, kj, g->E);
-  return mrow ? s + mrow[j * g->mst[3]] : s;
+/* s[j] = exp(s[j] - m) in place; returns their sum (lanes added pairwise). */
+CPU_CLONES static T FN(exp_sum)(T *s, int64_t n, T m) {
+  T l[CPU_LANES] = {0};
+  int64_t i = 0;
+  for (; i + CPU_LANES <= n; i += CPU_LANES)
+    for (int j = 0; j < CPU_LANES; j++) {
+      T e = SDPA_EXP(s[i + j] - m);
+      s[i + j] = e;
+      l[j] += e;
+    }
+  for (int j = 0; i + j < n; j++) {
+    T e = SDPA_EXP(s[i + j] - m);
+    s[i + j] = e;
+    l[j] += e;
+  }
+  return SDPA_LANES(l);
 }
 
-/* Keys in blocks of SDPA_BLOCK with a running max and sum (online softmax),
- * so a row never needs more than one block of scores. */
+/* One backward row: p[j] = exp(p[j] - lse), dp[j] = scale p[j] (dp[j] - D). */
+CPU_CLONES static void FN(grad_row)(T *p, T *dp, int64_t n, T lse, T D, T scale) {
+  for (int64_t j = 0; j < n; j++) {
+    T e = SDPA_EXP(p[j] - lse);
+    p[j] = e;
+    dp[j] = e * (dp[j] - D) * scale;
+  }
+}
+
+/* Scores of queries i0.. (nq rows of qb, row stride ldq) against keys j0..
+ * (nk rows of kb, stride ldk) into s [nq, nk]; mbh: the mask of this (batch,
+ * head) or NULL. */
+static void FN(block_scores)(const sdpa_geom *g, const T *mbh, const T *qb, int64_t ldq, const T *kb, int64_t ldk,
+                             int64_t i0, int64_t nq, int64_t j0, int64_t nk, T *s) {
+  if (g->E > 0)
+    SDPA_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nk, (int)g->E, (T)g->scale, qb, (int)ldq, kb,
+              (int)ldk, 0, s, (int)nk);
+  else
+    memset(s, 0, sizeof(T) * (size_t)(nq * nk));
+  for (int64_t r = 0; r < nq; r++) {
+    T *sr = s + r * nk;
+    if (mbh) FN(add_mask)(sr, mbh + (i0 + r) * g->mst[2] + j0 * g->mst[3], g->mst[3], nk);
+    if (g->causal)
+      for (int64_t c = i0 + r + 1 - j0 > 0 ? i0 + r + 1 - j0 : 0; c < nk; c++) sr[c] = -INFINITY;
+  }
+}
+
+/* The keys a block of queries i0 .. i0 + nq - 1 sees: 0 .. jend - 1. */
+static inline int64_t FN(key_end)(const sdpa_geom *g, int64_t i0, int64_t nq) {
+  return g->causal && i0 + nq < g->S ? i0 + nq : g->S;
+}
+
+/* Forward of one block of queries. s: [SDPA_BQ * SDPA_BK] scores, m, l: [SDPA_BQ]. */
+static void FN(fwd_block)(const sdpa_geom *g, const T *q, const T *kk, const T *v, const T *mask, T *out, T *lse,
+                          int64_t bh, int64_t i0, T *s, T *m, T *l) {
+  int64_t b = bh / g->Hq, h = bh % g->Hq, kvh = b * g->Hkv + h / (g->Hq / g->Hkv);
+  int64_t nq = g->L - i0 < SDPA_BQ ? g->L - i0 : SDPA_BQ, jend = FN(key_end)(g, i0, nq);
+  const T *qb = q + (bh * g->L + i0) * g->E, *mbh = mask ? mask + b * g->mst[0] + h * g->mst[1] : NULL;
+  T *ob = out + (bh * g->L + i0) * g->Ev;
+  for (int64_t r = 0; r < nq; r++) m[r] = -INFINITY, l[r] = 0;
+  for (int64_t j0 = 0; j0 < jend; j0 += SDPA_BK) {
+    int64_t nk = jend - j0 < SDPA_BK ? jend - j0 : SDPA_BK;
+    FN(block_scores)(g, mbh, qb, g->E, kk + (kvh * g->S + j0) * g->E, g->E, i0, nq, j0, nk, s);
+    for (int64_t r = 0; r < nq; r++) {
+      T *sr = s + r * nk, bm = SDPA_ROW_MAX(sr, nk), mo = m[r];
+      T mn = bm > mo || bm != bm ? bm : mo; /* NaN sticks */
+      if (mn == -INFINITY) { /* every key so far masked: P = 0, O stays 0 */
+        memset(sr, 0, sizeof(T) * (size_t)nk);
+        continue;
+      }
+      T corr = mo == -INFINITY ? 0 : SDPA_EXP(mo - mn);
+      l[r] = l[r] * corr + FN(exp_sum)(sr, nk, mn);
+      m[r] = mn;
+      if (j0 > 0 && corr != 1)
+        for (int64_t e = 0; e < g->Ev; e++) ob[r * g->Ev + e] *= corr;
+    }
+    if (g->Ev > 0)
+      SDPA_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)g->Ev, (int)nk, 1, s, (int)nk,
+                v + (kvh * g->S + j0) * g->Ev, (int)g->Ev, j0 > 0 ? 1 : 0, ob, (int)g->Ev);
+  }
+  for (int64_t r = 0; r < nq; r++) {
+    T *orow = ob + r * g->Ev;
+    if (l[r] > 0) {
+      for (int64_t e = 0; e < g->Ev; e++) orow[e] /= l[r];
+      lse[bh * g->L + i0 + r] = m[r] + (T)log(l[r]);
+    } else {
+      for (int64_t e = 0; e < g->Ev; e++) orow[e] = 0;
+      lse[bh * g->L + i0 + r] = -INFINITY;
+    }
+  }
+}
+
 static loom_status FN(sdpa_fwd)(const core_kctx *k) {
   sdpa_geom g;
   if (sdpa_check(k, &g, true)) return loom_last_status();
   const T *q = core_ptr(k->in[0]), *kk = core_ptr(k->in[1]), *v = core_ptr(k->in[2]);
   const T *mask = g.has_mask ? (const T *)core_ptr(k->in[3]) : NULL;
   T *out = core_ptr(k->out[0]), *lse = core_ptr(k->out[1]);
-  int64_t heads = g.B * g.Hq, grp = g.Hq / g.Hkv;
+  int64_t nqb = (g.L + SDPA_BQ - 1) / SDPA_BQ, tasks = g.B * g.Hq * nqb;
+  if (tasks == 0) return LOOM_OK;
+  int nth = cpu_threads();
+  if (nth > tasks) nth = (int)tasks;
+  nth = g.B * g.Hq * g.L * g.S * (g.E + g.Ev) > CPU_PARALLEL_MIN ? cpu_blas_threads(nth) : 1;
   int oom = 0;
-#pragma omp parallel num_threads(cpu_threads()) if (heads * g.L * g.S * (g.E + g.Ev) > CPU_PARALLEL_MIN)
+#pragma omp parallel num_threads(nth) if (nth > 1)
   {
-    T s[SDPA_BLOCK];
-    T *acc = malloc(sizeof(T) * (size_t)(g.Ev > 0 ? g.Ev : 1));
-    if (!acc) {
+    T *s = malloc(sizeof(T) * (SDPA_BQ * SDPA_BK + 2 * SDPA_BQ));
+    if (!s) {
 #pragma omp atomic write
       oom = 1;
     }
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t bh = 0; bh < heads; bh++) {
-      int64_t b = bh / g.Hq, h = bh % g.Hq, kvh = b * g.Hkv + h / grp;
-      const T *kb = kk + kvh * g.S * g.E, *vb = v + kvh * g.S * g.Ev;
-      for (int64_t i = 0; i < g.L && acc; i++) {
-        const T *qi = q + (bh * g.L + i) * g.E;
-        const T *mrow = mask ? mask + b * g.mst[0] + h * g.mst[1] + i * g.mst[2] : NULL;
-        T m = -INFINITY, l = 0;
-        for (int64_t e = 0; e < g.Ev; e++) acc[e] = 0;
-        int64_t jend = g.causal && i + 1 < g.S ? i + 1 : g.S;
-        for (int64_t j0 = 0; j0 < jend; j0 += SDPA_BLOCK) {
-          int64_t n = jend - j0 < SDPA_BLOCK ? jend - j0 : SDPA_BLOCK;
-          T bm = -INFINITY;
-          for (int64_t jj = 0; jj < n; jj++) {
-            s[jj] = FN(score)(&g, qi, kb + (j0 + jj) * g.E, mrow, i, j0 + jj);
-            if (s[jj] > bm) bm = s[jj];
-          }
-          if (bm == -INFINITY) continue; /* the whole block masked */
-          if (bm > m) {
-            T corr = m == -INFINITY ? 0 : exp(m - bm);
-            l *= corr;
-            for (int64_t e = 0; e < g.Ev; e++) acc[e] *= corr;
-            m = bm;
-          }
-          for (int64_t jj = 0; jj < n; jj++) {
-            T p = exp(s[jj] - m);
-            if (p == 0) continue;
-            l += p;
-            const T *vj = vb + (j0 + jj) * g.Ev;
-            for (int64_t e = 0; e < g.Ev; e++) acc[e] += p * vj[e];
-          }
-        }
-        T *oi = out + (bh * g.L + i) * g.Ev;
-        for (int64_t e = 0; e < g.Ev; e++) oi[e] = l > 0 ? acc[e] / l : 0;
-        lse[bh * g.L + i] = l > 0 ? m + log(l) : -INFINITY;
-      }
-    }
-    free(acc);
+    for (int64_t t = 0; t < tasks; t++)
+      if (s) FN(fwd_block)(&g, q, kk, v, mask, out, lse, t / nqb, t % nqb * SDPA_BQ, s, s + SDPA_BQ * SDPA_BK,
+                           s + SDPA_BQ * SDPA_BK + SDPA_BQ);
+    free(s);
   }
-  if (oom) return core_set_error(LOOM_ERR_OOM, "sdpa: out of host memory for a row accumulator");
+  if (oom) return core_set_error(LOOM_ERR_OOM, "sdpa: out of host memory for a block of scores");
   return LOOM_OK;
 }
 
-/* One task per key/value head: it owns its dk, dv rows and the dq rows of the
- * query heads that share it, so no two threads write one element. */
+/* Backward of one block of queries of head h against key/value head bk; dkb:
+ * where this task adds its dk | dv rows ([S, E + Ev]). s, dp: [SDPA_BQ * SDPA_BK]. */
+static void FN(bwd_block)(const sdpa_geom *g, const T *qdo, const T *kv, const T *st, const T *mask, T *dq, T *dkb,
+                          int64_t bk, int64_t h, int64_t i0, T *s, T *dp) {
+  int64_t W = g->E + g->Ev, b = bk / g->Hkv, bh = b * g->Hq + h;
+  int64_t nq = g->L - i0 < SDPA_BQ ? g->L - i0 : SDPA_BQ, jend = FN(key_end)(g, i0, nq);
+  const T *qb = qdo + (bh * g->L + i0) * W, *dob = qb + g->E, *kvb = kv + bk * g->S * W;
+  const T *mbh = mask ? mask + b * g->mst[0] + h * g->mst[1] : NULL, *stb = st + (bh * g->L + i0) * 2;
+  T *dqb = dq + (bh * g->L + i0) * g->E;
+  if (jend == 0) memset(dqb, 0, sizeof(T) * (size_t)(nq * g->E));
+  for (int64_t j0 = 0; j0 < jend; j0 += SDPA_BK) {
+    int64_t nk = jend - j0 < SDPA_BK ? jend - j0 : SDPA_BK;
+    const T *kb = kvb + j0 * W, *vb = kb + g->E;
+    FN(block_scores)(g, mbh, qb, W, kb, W, i0, nq, j0, nk, s);
+    if (g->Ev > 0)
+      SDPA_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nk, (int)g->Ev, 1, dob, (int)W, vb, (int)W, 0,
+                dp, (int)nk);
+    else
+      memset(dp, 0, sizeof(T) * (size_t)(nq * nk));
+    for (int64_t r = 0; r < nq; r++) {
+      T l = stb[2 * r], D = stb[2 * r + 1];
+      if (l == -INFINITY) { /* every key masked: no gradient */
+        memset(s + r * nk, 0, sizeof(T) * (size_t)nk);
+        memset(dp + r * nk, 0, sizeof(T) * (size_t)nk);
+      } else {
+        FN(grad_row)(s + r * nk, dp + r * nk, nk, l, D, (T)g->scale);
+      }
+    }
+    if (g->E > 0) {
+      SDPA_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)g->E, (int)nk, 1, dp, (int)nk, kb, (int)W,
+                j0 > 0 ? 1 : 0, dqb, (int)g->E);
+      SDPA_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nk, (int)g->E, (int)nq, 1, dp, (int)nk, qb, (int)W, 1,
+                dkb + j0 * W, (int)W);
+    }
+    if (g->Ev > 0)
+      SDPA_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nk, (int)g->Ev, (int)nq, 1, s, (int)nk, dob, (int)W, 1,
+                dkb + j0 * W + g->E, (int)W);
+  }
+}
+
+/* Tasks: each key/value head's query blocks (of all the query heads sharing
+ * it) in ns consecutive parts. Part 0 adds into dkv itself, part p > 0 into
+ * its own buffer, added to dkv afterwards in the order of p; every dq block
+ * belongs to one task. ns > 1 only when there are fewer heads than 2 per
+ * thread, so results depend on the thread count only then. */
 static loom_status FN(sdpa_bwd)(const core_kctx *k) {
   sdpa_geom g;
   if (sdpa_check(k, &g, false)) return loom_last_status();
-  int64_t W = g.E + g.Ev, grp = g.Hq / g.Hkv;
+  int64_t W = g.E + g.Ev, grp = g.Hq / g.Hkv, heads = g.B * g.Hkv, S = g.S;
   const T *qdo = core_ptr(k->in[0]), *kv = core_ptr(k->in[1]), *st = core_ptr(k->in[2]);
   const T *mask = g.has_mask ? (const T *)core_ptr(k->in[3]) : NULL;
   T *dq = core_ptr(k->out[0]), *dkv = core_ptr(k->out[1]);
-#pragma omp parallel for num_threads(cpu_threads()) schedule(dynamic, 1) \
-    if (g.B * g.Hq * g.L * g.S * W > CPU_PARALLEL_MIN)
-  for (int64_t bk = 0; bk < g.B * g.Hkv; bk++) {
-    int64_t b = bk / g.Hkv, hk = bk % g.Hkv;
-    const T *kvb = kv + bk * g.S * W;
-    T *dkvb = dkv + bk * g.S * W;
-    for (int64_t r = 0; r < g.S * W; r++) dkvb[r] = 0;
-    for (int64_t h = hk * grp; h < (hk + 1) * grp; h++) {
-      int64_t bh = b * g.Hq + h;
-      for (int64_t i = 0; i < g.L; i++) {
-        const T *qi = qdo + (bh * g.L + i) * W, *doi = qi + g.E;
-        T lse = st[(bh * g.L + i) * 2], D = st[(bh * g.L + i) * 2 + 1];
-        T *dqi = dq + (bh * g.L + i) * g.E;
-        for (int64_t e = 0; e < g.E; e++) dqi[e] = 0;
-        if (lse == -INFINITY) continue; /* every key masked: no gradient */
-        const T *mrow = mask ? mask + b * g.mst[0] + h * g.mst[1] + i * g.mst[2] : NULL;
-        int64_t jend = g.causal && i + 1 < g.S ? i + 1 : g.S;
-        for (int64_t j = 0; j < jend; j++) {
-          const T *kj = kvb + j * W, *vj = kj + g.E;
-          T p = exp(FN(score)(&g, qi, kj, mrow, i, j) - lse);
-          if (p == 0) continue;
-          T ds = p * (FN(dot)(doi, vj, g.Ev) - D), dss = ds * (T)g.scale;
-          T *dkj = dkvb + j * W, *dvj = dkj + g.E;
-          for (int64_t e = 0; e < g.E; e++) {
-            dqi[e] += dss * kj[e];
-            dkj[e] += dss * qi[e];
-          }
-          for (int64_t e = 0; e < g.Ev; e++) dvj[e] += p * doi[e];
-        }
-      }
+  int64_t nqb = (g.L + SDPA_BQ - 1) / SDPA_BQ, units = grp * nqb;
+  if (heads == 0) return LOOM_OK;
+  int nth = g.B * g.Hq * g.L * S * W > CPU_PARALLEL_MIN ? cpu_blas_threads(cpu_threads()) : 1;
+  int64_t ns = 1;
+  if (nth > 1 && heads < 2 * (int64_t)nth) {
+    ns = (2 * nth + heads - 1) / heads;
+    if (ns > units) ns = units > 0 ? units : 1;
+  }
+  T *part = NULL;
+  if (ns > 1 && !(part = malloc(sizeof(T) * (size_t)((ns - 1) * heads * S * W))))
+    return core_set_error(LOOM_ERR_OOM, "sdpa_backward: out of host memory for %lld partial dk/dv sums",
+                          (long long)(ns - 1));
+  int64_t tasks = heads * ns;
+  if (nth > tasks) nth = (int)tasks;
+  int oom = 0;
+#pragma omp parallel num_threads(nth) if (nth > 1)
+  {
+    T *s = malloc(sizeof(T) * 2 * SDPA_BQ * SDPA_BK);
+    if (!s) {
+#pragma omp atomic write
+      oom = 1;
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < tasks; t++) {
+      if (!s) continue;
+      int64_t bk = t / ns, p = t % ns, hk = bk % g.Hkv;
+      T *dkb = p == 0 ? dkv + bk * S * W : part + ((p - 1) * heads + bk) * S * W;
+      memset(dkb, 0, sizeof(T) * (size_t)(S * W));
+      for (int64_t u = units * p / ns; u < units * (p + 1) / ns; u++)
+        FN(bwd_block)(&g, qdo, kv, st, mask, dq, dkb, bk, hk * grp + u / nqb, u % nqb * SDPA_BQ, s,
+                      s + SDPA_BQ * SDPA_BK);
+    }
+    free(s);
+    if (part) {
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < heads * S * W; r++)
+        for (int64_t p = 1; p < ns; p++) dkv[r] += part[(p - 1) * heads * S * W + r];
     }
   }
+  free(part);
+  if (oom) return core_set_error(LOOM_ERR_OOM, "sdpa_backward: out of host memory for a block of scores");
   return LOOM_OK;
 }
 
