@@ -10,18 +10,8 @@
 #include <time.h>
 
 #include "loom/loom.h"
+#include "bench_time.h"
 #include "gpu_peaks.h"
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
 
 /* The q-quantile (0..1) of n sorted values, nearest rank. */
 static double quantile(const double *v, long n, double q) {

@@ -16,6 +16,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_time.h"
+
 #define MIN_RUN_S 0.05
 #define BIG (16L << 20)  /* elements of the elementwise / reduction inputs */
 
@@ -30,12 +32,6 @@ typedef struct bench {
   int n;                  /* matrix size for matmul / sgemm */
   size_t bytes;           /* bytes for memcpy */
 } bench;
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void fail(const char *what) {
   fprintf(stderr, "loom-bench-core: %s failed: %s\n", what, loom_last_error());
@@ -73,11 +69,6 @@ static void run_once(const bench *b) {
   }
   if (produces && !out) fail("op");
   loom_scope_end();
-}
-
-static int cmp_double(const void *x, const void *y) {
-  double a = *(const double *)x, b = *(const double *)y;
-  return (a > b) - (a < b);
 }
 
 /* Median seconds per call over `runs` runs, after a warm-up. */

@@ -27,6 +27,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_time.h"
+
 #define PROG "loom-bench-layers"
 #define MIN_RUN_S 0.05
 #define WARMUP 2
@@ -86,12 +88,6 @@ typedef struct bench {
   loom_tensor *gout;      /* the fixed upstream gradient; NULL for a scalar loss */
   int pool_k, pool_s, pool_p;
 } bench;
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void fail(const char *what) {
   fprintf(stderr, PROG ": %s failed: %s\n", what, loom_last_error());
@@ -249,11 +245,6 @@ static void release(bench *b) {
   loom_release(b->x);
   if (b->target) loom_release(b->target);
   if (b->gout) loom_release(b->gout);
-}
-
-static int cmp_double(const void *x, const void *y) {
-  double a = *(const double *)x, b = *(const double *)y;
-  return (a > b) - (a < b);
 }
 
 /* Fills times[0..runs) with seconds per call (unsorted) and returns the median. */

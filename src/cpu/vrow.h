@@ -21,23 +21,6 @@
 
 #define CPU_LANES 16
 
-static inline double cpu_lanes_sum_d(const double *l) {
-  double s[CPU_LANES];
-  for (int j = 0; j < CPU_LANES; j++) s[j] = l[j];
-  for (int w = CPU_LANES / 2; w >= 1; w /= 2)
-    for (int j = 0; j < w; j++) s[j] += s[j + w];
-  return s[0];
-}
-static inline float cpu_lanes_sum_f(const float *l) {
-  float s[CPU_LANES];
-  for (int j = 0; j < CPU_LANES; j++) s[j] = l[j];
-  for (int w = CPU_LANES / 2; w >= 1; w /= 2)
-    for (int j = 0; j < w; j++) s[j] += s[j + w];
-  return s[0];
-}
-
-/* T: element type; S: the lanes' suffix (f / d); SEL: a select that keeps
- * the loop branch-free; EXP: exp for T. */
 /* GCC vector types for the max, whose NaN rule (x > m || x != x) the loop
  * vectoriser does not take from scalar code: 32 bytes, two per step. */
 typedef float cpu_vf __attribute__((vector_size(32)));
@@ -47,6 +30,14 @@ typedef int64_t cpu_vdi __attribute__((vector_size(32)));
 
 /* T: element type; S: the lanes' suffix (f / d); EXP: exp for T. */
 #define CPU_VROW(T, S, EXP)                                                                               \
+  /* the lanes added pairwise in a fixed order */                                                         \
+  static inline T cpu_lanes_sum_##S(const T *l) {                                                         \
+    T s[CPU_LANES];                                                                                       \
+    for (int j = 0; j < CPU_LANES; j++) s[j] = l[j];                                                      \
+    for (int w = CPU_LANES / 2; w >= 1; w /= 2)                                                           \
+      for (int j = 0; j < w; j++) s[j] += s[j + w];                                                       \
+    return s[0];                                                                                          \
+  }                                                                                                       \
   __attribute__((unused)) CPU_CLONES static T cpu_row_max_##S(const T *x, int64_t n) {                    \
     enum { W = 32 / sizeof(T) };                                                                          \
     cpu_v##S m0, m1;                                                                                      \
