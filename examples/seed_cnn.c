@@ -84,7 +84,8 @@ static int parse_args(int argc, char **argv, options *o) {
 static double infer_one(loom_module *net, const loom_tensor *x, int64_t *cls) {
   double t0 = ex_now();
   loom_scope_begin();
-  *cls = (int64_t)loom_item(loom_argmax(loom_forward(net, x), 1, false));
+  loom_tensor *logits = loom_forward(net, x); /* NULL on failure: keep its error, not item's */
+  if (logits) *cls = (int64_t)loom_item(loom_argmax(logits, 1, false));
   loom_scope_end();
   return ex_now() - t0;
 }

@@ -7,15 +7,15 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 # Debian packages the build, the tests and the main job need.
 LOOM_PACKAGES=(cmake build-essential libopenblas-dev libopenblas-openmp-dev libcjson-dev zlib1g-dev libgtest-dev
-               openmpi-bin libopenmpi-dev dataset-fashion-mnist wamerican wngerman witalian)
+               openmpi-bin libopenmpi-dev libdnnl-dev dataset-fashion-mnist wamerican wngerman witalian)
 
 # Installs the packages of LOOM_PACKAGES that are missing (apt-get update first).
 loom_install_deps() {
   local missing=() p
   if ! command -v dpkg-query > /dev/null || ! command -v apt-get > /dev/null; then
     echo "== packages: not a Debian or Ubuntu system (no dpkg-query / apt-get): install by hand CMake, a C11 and"
-    echo "   C++17 compiler, OpenBLAS (its OpenMP build), cJSON, zlib, GoogleTest and Open MPI, and for the main job the"
-    echo "   Fashion-MNIST IDX files in /usr/share/datasets/fashion-mnist (or pass --data DIR); carrying on"
+    echo "   C++17 compiler, OpenBLAS (its OpenMP build), cJSON, zlib, GoogleTest, Open MPI, oneDNN (optional), and for the"
+    echo "   main job the Fashion-MNIST IDX files in /usr/share/datasets/fashion-mnist (or pass --data DIR); carrying on"
     return 0
   fi
   for p in "${LOOM_PACKAGES[@]}"; do

@@ -111,6 +111,13 @@ bool loom_tf32(void);
 /* OpenMP threads used by CPU kernels (0 = library default). */
 void loom_set_num_threads(int n);
 int loom_num_threads(void);
+/* oneDNN for the CPU's f32 convolutions, in builds with it (CMake LOOM_ONEDNN):
+ * 1 = where it measured faster than im2col + OpenBLAS (the default; the
+ * environment's LOOM_ONEDNN=0 or =2 starts with 0 or 2), 0 = off, 2 = wherever
+ * oneDNN implements the shape (tests, benchmarks). loom_onednn() is -1 in
+ * builds without oneDNN, where loom_set_onednn does nothing. */
+void loom_set_onednn(int mode);
+int loom_onednn(void);
 
 #ifdef __cplusplus
 }

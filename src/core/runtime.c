@@ -20,6 +20,8 @@ bool loom_cuda_is_built(void) {
 
 /* The MPI line of loom_versions (src/dist/dist.c). */
 int dist_versions(char *buf, size_t size);
+/* The oneDNN line (src/cpu/onednn.c). */
+int cpu_onednn_versions(char *buf, size_t size);
 
 int loom_cuda_device_count(void) { return cuda_device_count(); }
 
@@ -36,6 +38,8 @@ int loom_versions(char *buf, size_t size) {
   int n = snprintf(buf, size, "Loom: %s (commit %s)\nOpenBLAS: %s\nOpenMP threads: %d\n", LOOM_VERSION_TEXT,
                    LOOM_COMMIT_TEXT, openblas_get_config(), core_num_threads());
   if (n < 0 || (size_t)n >= size) return (int)size - 1;
+  n += cpu_onednn_versions(buf + n, size - (size_t)n);
+  if ((size_t)n >= size - 1) return (int)size - 1;
   int d = dist_versions(buf + n, size - (size_t)n);  /* src/dist/dist.c */
   if (d < 0 || (size_t)(n + d) >= size) return (int)size - 1;
   n += d;

@@ -124,7 +124,7 @@ static void FN(fwd_block)(const sdpa_geom *g, const T *q, const T *kk, const T *
 
 static loom_status FN(sdpa_fwd)(const core_kctx *k) {
   sdpa_geom g;
-  if (sdpa_check(k, &g, true)) return loom_last_status();
+  if (sdpa_check(k, &g, true) || cpu_blas_room("scaled_dot_product_attention")) return loom_last_status();
   const T *q = core_ptr(k->in[0]), *kk = core_ptr(k->in[1]), *v = core_ptr(k->in[2]);
   const T *mask = g.has_mask ? (const T *)core_ptr(k->in[3]) : NULL;
   T *out = core_ptr(k->out[0]), *lse = core_ptr(k->out[1]);
@@ -198,7 +198,7 @@ static void FN(bwd_block)(const sdpa_geom *g, const T *qdo, const T *kv, const T
  * thread, so results depend on the thread count only then. */
 static loom_status FN(sdpa_bwd)(const core_kctx *k) {
   sdpa_geom g;
-  if (sdpa_check(k, &g, false)) return loom_last_status();
+  if (sdpa_check(k, &g, false) || cpu_blas_room("scaled_dot_product_attention_backward")) return loom_last_status();
   int64_t W = g.E + g.Ev, grp = g.Hq / g.Hkv, heads = g.B * g.Hkv, S = g.S;
   const T *qdo = core_ptr(k->in[0]), *kv = core_ptr(k->in[1]), *st = core_ptr(k->in[2]);
   const T *mask = g.has_mask ? (const T *)core_ptr(k->in[3]) : NULL;

@@ -4,7 +4,8 @@
  * a single entry leaves the threads to OpenBLAS instead. 1x1 convolutions
  * with stride 1 and no padding use the input as the column matrix. The
  * weight gradient sums per-thread partial results in thread order, so it is
- * deterministic for a given thread count. Pooling kernels: src/cpu/pool.c. */
+ * deterministic for a given thread count. f32 calls go to oneDNN first where
+ * it is built and faster (src/cpu/onednn.c). Pooling kernels: src/cpu/pool.c. */
 #include <cblas.h>
 #include <limits.h>
 #include <omp.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "cpu/cpu.h"
+#include "cpu/onednn.h"
 
 
 /* Geometry of one conv kernel call (see src/core/ops_conv.def). */
@@ -121,7 +123,7 @@ static void valid_cols(const geom *g, int64_t j, int64_t *lo, int64_t *hi) {
   }                                                                                                           \
   static loom_status conv2d_##d(const core_kctx *k) {                                                         \
     geom g;                                                                                                   \
-    if (get_geom(k, &g)) return loom_last_status();                                                           \
+    if (get_geom(k, &g) || cpu_blas_room("conv2d")) return loom_last_status();                               \
     const CPU_T_##d *x = core_ptr(k->in[0]), *w = core_ptr(k->in[1]);                                         \
     CPU_T_##d *y = core_ptr(k->out[0]);                                                                       \
     int nth = g.N > 1 ? cpu_blas_threads(cpu_threads()) : 1;                                                                    \
@@ -143,7 +145,7 @@ static void valid_cols(const geom *g, int64_t j, int64_t *lo, int64_t *hi) {
   }                                                                                                           \
   static loom_status conv2d_bwd_input_##d(const core_kctx *k) {                                               \
     geom g;                                                                                                   \
-    if (get_geom(k, &g)) return loom_last_status();                                                           \
+    if (get_geom(k, &g) || cpu_blas_room("conv2d")) return loom_last_status();                               \
     const CPU_T_##d *gy = core_ptr(k->in[0]), *w = core_ptr(k->in[1]);                                        \
     CPU_T_##d *gx = core_ptr(k->out[0]);                                                                      \
     int nth = g.N > 1 ? cpu_blas_threads(cpu_threads()) : 1;                                                                    \
@@ -167,7 +169,7 @@ static void valid_cols(const geom *g, int64_t j, int64_t *lo, int64_t *hi) {
   }                                                                                                           \
   static loom_status conv2d_bwd_weight_##d(const core_kctx *k) {                                              \
     geom g;                                                                                                   \
-    if (get_geom(k, &g)) return loom_last_status();                                                           \
+    if (get_geom(k, &g) || cpu_blas_room("conv2d")) return loom_last_status();                               \
     const CPU_T_##d *gy = core_ptr(k->in[0]), *x = core_ptr(k->in[1]);                                        \
     CPU_T_##d *gw = core_ptr(k->out[0]);                                                                      \
     int nth = g.N > 1 ? cpu_blas_threads(cpu_threads()) : 1;                                                                    \
@@ -202,12 +204,19 @@ static void valid_cols(const geom *g, int64_t j, int64_t *lo, int64_t *hi) {
 CONV_KERNELS(f32, cblas_sgemm)
 CONV_KERNELS(f64, cblas_dgemm)
 
+/* f32 tries oneDNN first (src/cpu/onednn.c: where it measured faster), these kernels otherwise. */
+#define ONEDNN_FIRST(fn) \
+  static loom_status fn##_onednn(const core_kctx *k) { loom_status st; return cpu_onednn_conv(k, &st) ? st : fn(k); }
+ONEDNN_FIRST(conv2d_f32)
+ONEDNN_FIRST(conv2d_bwd_input_f32)
+ONEDNN_FIRST(conv2d_bwd_weight_f32)
+
 void cpu_register_conv(void) {
-  core_register(LOOM_CPU, CORE_OP_conv2d, LOOM_F32, conv2d_f32);
+  core_register(LOOM_CPU, CORE_OP_conv2d, LOOM_F32, conv2d_f32_onednn);
   core_register(LOOM_CPU, CORE_OP_conv2d, LOOM_F64, conv2d_f64);
-  core_register(LOOM_CPU, CORE_OP_conv2d_backward_input, LOOM_F32, conv2d_bwd_input_f32);
+  core_register(LOOM_CPU, CORE_OP_conv2d_backward_input, LOOM_F32, conv2d_bwd_input_f32_onednn);
   core_register(LOOM_CPU, CORE_OP_conv2d_backward_input, LOOM_F64, conv2d_bwd_input_f64);
-  core_register(LOOM_CPU, CORE_OP_conv2d_backward_weight, LOOM_F32, conv2d_bwd_weight_f32);
+  core_register(LOOM_CPU, CORE_OP_conv2d_backward_weight, LOOM_F32, conv2d_bwd_weight_f32_onednn);
   core_register(LOOM_CPU, CORE_OP_conv2d_backward_weight, LOOM_F64, conv2d_bwd_weight_f64);
   cpu_register_pool();
 }

@@ -46,6 +46,10 @@ static inline int cpu_threads(void) {
 /* The threads (<= want, >= 1) a parallel region of BLAS calls may use: those
  * whose OpenBLAS buffers fit the address-space limit (src/cpu/blas_room.c). */
 int cpu_blas_threads(int want);
+/* Fails with LOOM_ERR_OOM, naming op, when the calling thread has made no BLAS
+ * call yet and the address-space limit leaves no room for its buffer
+ * (OpenBLAS would retry that allocation for ever). */
+loom_status cpu_blas_room(const char *op);
 
 /* Stores element i of a contiguous buffer of dtype dt, converting from double / int64. */
 void cpu_put_f64(void *base, loom_dtype dt, int64_t i, double v);

@@ -45,6 +45,7 @@ static loom_status check_args(const core_kctx *k) {
       memset(c, 0, (size_t)(B * M * N) * sizeof *c);                                                 \
       return LOOM_OK;                                                                                \
     }                                                                                                \
+    if (cpu_blas_room("matmul")) return loom_last_status();                                          \
     const CPU_T_##d *pa = core_ptr(k->in[0]), *pb = core_ptr(k->in[1]);                              \
     int lda = (int)(a[0] ? M : K), ldb = (int)(a[1] ? K : N);                                        \
     for (int64_t b = 0; b < B; b++)                                                                  \
