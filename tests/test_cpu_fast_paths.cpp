@@ -3,8 +3,11 @@
 // values, indices, NaN and ties, and its gradient), convolution through the
 // im2col / col2im runs (stride, padding, dilation, groups; forward and both
 // gradients), relu's fused gradient, and the vectorised softmax /
-// cross-entropy rows (long and short rows, -inf and NaN entries).
+// cross-entropy rows (long and short rows, -inf and NaN entries), and the
+// team sizing of OpenBLAS / oneDNN calls (small work on one thread).
 #include "loom_test.h"
+
+#include <omp.h>
 
 #include <cmath>
 #include <random>
@@ -162,6 +165,52 @@ TEST(CpuFastPaths, ConvMatchesDirectConvolutionOnRandomShapes) {
     EXPECT_LT(max_abs_diff(V(loom_grad(x)), r.gx), 1e-4);
     EXPECT_LT(max_abs_diff(V(loom_grad(w)), r.gw), 1e-4);
   }
+}
+
+// GEMMs and batch-1 convolutions under CPU_GEMM_PARALLEL_MIN run on one
+// thread, larger ones on loom_set_num_threads threads: either way the results
+// match the host reference and the caller's OpenMP setting comes back.
+TEST(CpuFastPaths, GemmTeamSizingKeepsResultsAndTheCallersThreadCount) {
+  ScopeGuard scope;
+  std::mt19937 rng(5);
+  int saved_omp = omp_get_max_threads(), saved_loom = loom_num_threads(), saved_dnn = loom_onednn();
+  omp_set_num_threads(3);
+  loom_set_num_threads(2);
+  for (int64_t n : {8, 203}) {  // 512 and 8.4M multiply-adds
+    SCOPED_TRACE(testing::Message() << "matmul " << n << "^3");
+    std::vector<double> av = randv(rng, (size_t)(n * n)), bv = randv(rng, (size_t)(n * n)), cv((size_t)(n * n), 0);
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t k = 0; k < n; k++)
+        for (int64_t j = 0; j < n; j++) cv[(size_t)(i * n + j)] += av[(size_t)(i * n + k)] * bv[(size_t)(k * n + j)];
+    loom_tensor *c = loom_matmul(T(av, LOOM_SHAPE(n, n)), T(bv, LOOM_SHAPE(n, n)));
+    ASSERT_NE(c, nullptr) << loom_last_error();
+    EXPECT_LT(max_abs_diff(V(c), cv), 1e-3 * (double)n);
+    EXPECT_EQ(omp_get_max_threads(), 3);
+  }
+  for (int mode : {0, 1}) {  // im2col + OpenBLAS, and oneDNN where built
+    loom_set_onednn(mode);
+    for (int64_t C : {4, 64}) {  // 0.3M and 4.7M multiply-adds at batch 1
+      SCOPED_TRACE(testing::Message() << "conv 3x3 " << C << " channels, oneDNN mode " << mode);
+      int64_t H = 12, Co = 32;
+      std::vector<double> xv = randv(rng, (size_t)(C * H * H)), wv = randv(rng, (size_t)(Co * C * 9)),
+                          gv = randv(rng, (size_t)(Co * (H - 2) * (H - 2)));
+      int s[2] = {1, 1}, p[2] = {0, 0}, d[2] = {1, 1};
+      ConvRef r = ref_conv(xv, wv, gv, 1, C, H, H, Co, 3, 3, s, p, d, 1, H - 2, H - 2);
+      loom_tensor *x = T(xv, LOOM_SHAPE(1, C, H, H)), *w = T(wv, LOOM_SHAPE(Co, C, 3, 3));
+      ASSERT_EQ(loom_set_requires_grad(x, true), 0);
+      ASSERT_EQ(loom_set_requires_grad(w, true), 0);
+      loom_tensor *y = loom_conv2d(x, w, nullptr, nullptr);
+      ASSERT_NE(y, nullptr) << loom_last_error();
+      ASSERT_EQ(loom_backward(y, T(gv, loom_shape_of(y)), false), 0) << loom_last_error();
+      EXPECT_LT(max_abs_diff(V(y), r.y), 1e-3);
+      EXPECT_LT(max_abs_diff(V(loom_grad(x)), r.gx), 1e-3);
+      EXPECT_LT(max_abs_diff(V(loom_grad(w)), r.gw), 1e-3);
+      EXPECT_EQ(omp_get_max_threads(), 3);
+    }
+  }
+  loom_set_onednn(saved_dnn < 0 ? 1 : saved_dnn);
+  loom_set_num_threads(saved_loom);
+  omp_set_num_threads(saved_omp);
 }
 
 TEST(CpuFastPaths, ReluGradientIsOneKernelWithPyTorchsRule) {

@@ -10,11 +10,13 @@ from the IDX .gz files, scaled to [0, 1] and normalised with mean 0.2860 / std 0
 shuffle every epoch. Like seed_cnn, one step includes taking the shuffled batch, forward,
 loss, backward, the update, and adding the batch's loss and correct count on the device.
 
-Prints training samples/s over --steps steps after --warmup steps (samples over wall time).
+Prints training samples/s over --steps steps after --warmup steps (samples over wall time),
+then the single-image inference latency as seed_cnn prints it (mean, p50, p99 over 200).
 With --epochs N it trains N whole epochs instead and prints the test accuracy.
 Developers run it beside build/seed_cnn; CI never runs it (torch is not a dependency of Loom).
 """
 import argparse
+import math
 import gzip
 import os
 import struct
@@ -135,6 +137,25 @@ def main():
     secs = time.perf_counter() - t0
     print(f"seed CNN training: {args.steps} steps after {args.warmup} warm-up, {samples / secs:.0f} samples/s "
           f"({1e3 * secs / args.steps:.2f} ms/step)")
+    latency(net, args.data, dev)
+
+
+def latency(net, data, dev, runs=200):
+    """One test image at a time, as seed_cnn's latency line: eval mode, no grad, forward + argmax
+    + the class back on the host, five warm-up calls; the images are tensors already."""
+    xte, _ = load(data, "t10k")
+    net.eval()
+    times = []
+    with torch.no_grad():
+        for i in range(-5, runs):
+            x = xte[(i + 5) % xte.shape[0]].unsqueeze(0).to(dev)
+            t0 = time.perf_counter()
+            int(net(x).argmax(1).item())
+            if i >= 0:
+                times.append(time.perf_counter() - t0)
+    times.sort()
+    print(f"inference latency, 1 image: mean {1e3 * sum(times) / runs:.3f} ms, p50 {1e3 * times[runs // 2]:.3f} ms, "
+          f"p99 {1e3 * times[math.ceil(0.99 * runs) - 1]:.3f} ms over {runs}")
 
 
 if __name__ == "__main__":

@@ -133,7 +133,7 @@ static loom_status FN(sdpa_fwd)(const core_kctx *k) {
   int nth = cpu_threads();
   if (nth > tasks) nth = (int)tasks;
   nth = g.B * g.Hq * g.L * g.S * (g.E + g.Ev) > CPU_PARALLEL_MIN ? cpu_blas_threads(nth) : 1;
-  int oom = 0;
+  int oom = 0, team = cpu_blas_begin(0); /* the block GEMMs run on their own thread, never OpenBLAS's team */
 #pragma omp parallel num_threads(nth) if (nth > 1)
   {
     T *s = malloc(sizeof(T) * (SDPA_BQ * SDPA_BK + 2 * SDPA_BQ));
@@ -147,6 +147,7 @@ static loom_status FN(sdpa_fwd)(const core_kctx *k) {
                            s + SDPA_BQ * SDPA_BK + SDPA_BQ);
     free(s);
   }
+  cpu_blas_end(team);
   if (oom) return core_set_error(LOOM_ERR_OOM, "sdpa: out of host memory for a block of scores");
   return LOOM_OK;
 }
@@ -217,7 +218,7 @@ static loom_status FN(sdpa_bwd)(const core_kctx *k) {
                           (long long)(ns - 1));
   int64_t tasks = heads * ns;
   if (nth > tasks) nth = (int)tasks;
-  int oom = 0;
+  int oom = 0, team = cpu_blas_begin(0); /* the block GEMMs run on their own thread, never OpenBLAS's team */
 #pragma omp parallel num_threads(nth) if (nth > 1)
   {
     T *s = malloc(sizeof(T) * 2 * SDPA_BQ * SDPA_BK);
@@ -242,6 +243,7 @@ static loom_status FN(sdpa_bwd)(const core_kctx *k) {
         for (int64_t p = 1; p < ns; p++) dkv[r] += part[(p - 1) * heads * S * W + r];
     }
   }
+  cpu_blas_end(team);
   free(part);
   if (oom) return core_set_error(LOOM_ERR_OOM, "sdpa_backward: out of host memory for a block of scores");
   return LOOM_OK;

@@ -11,6 +11,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <omp.h>
 #include <stdio.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -64,4 +65,14 @@ loom_status cpu_blas_room(const char *op) {
   }
   ready = true;
   return LOOM_OK;
+}
+
+int cpu_blas_begin(double macs) {
+  int saved = omp_get_max_threads(), want = macs < CPU_GEMM_PARALLEL_MIN ? 1 : cpu_threads();
+  if (want != saved) omp_set_num_threads(want);
+  return saved;
+}
+
+void cpu_blas_end(int saved) {
+  if (omp_get_max_threads() != saved) omp_set_num_threads(saved);
 }

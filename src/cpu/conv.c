@@ -130,6 +130,7 @@ static void valid_cols(const geom *g, int64_t j, int64_t *lo, int64_t *hi) {
     if (nth > g.N) nth = g.N > 0 ? (int)g.N : 1;                                                              \
     CPU_T_##d *cols = g.direct ? NULL : malloc((size_t)(nth * g.K * g.L) * sizeof *cols + 1);                 \
     if (!g.direct && !cols) return core_set_error(LOOM_ERR_OOM, "conv2d: out of host memory for columns");    \
+    int team = cpu_blas_begin((double)g.Cog * g.L * g.K); /* sizes OpenBLAS's own team (N = 1) */             \
     _Pragma("omp parallel for num_threads(nth) schedule(static) if (nth > 1)")                                \
     for (int64_t n = 0; n < g.N; n++) {                                                                       \
       CPU_T_##d *col = cols ? cols + (int64_t)omp_get_thread_num() * g.K * g.L : NULL;                            \
@@ -140,6 +141,7 @@ static void valid_cols(const geom *g, int64_t j, int64_t *lo, int64_t *hi) {
              (int)g.K, g.direct ? xg : col, (int)g.L, 0, y + (n * g.Co + gr * g.Cog) * g.L, (int)g.L);        \
       }                                                                                                       \
     }                                                                                                         \
+    cpu_blas_end(team);                                                                                       \
     free(cols);                                                                                               \
     return LOOM_OK;                                                                                           \
   }                                                                                                           \
@@ -152,6 +154,7 @@ static void valid_cols(const geom *g, int64_t j, int64_t *lo, int64_t *hi) {
     if (nth > g.N) nth = g.N > 0 ? (int)g.N : 1;                                                              \
     CPU_T_##d *cols = g.direct ? NULL : malloc((size_t)(nth * g.K * g.L) * sizeof *cols + 1);                 \
     if (!g.direct && !cols) return core_set_error(LOOM_ERR_OOM, "conv2d_backward_input: out of host memory"); \
+    int team = cpu_blas_begin((double)g.Cog * g.L * g.K); /* sizes OpenBLAS's own team (N = 1) */             \
     _Pragma("omp parallel for num_threads(nth) schedule(static) if (nth > 1)")                                \
     for (int64_t n = 0; n < g.N; n++) {                                                                       \
       CPU_T_##d *col = cols ? cols + (int64_t)omp_get_thread_num() * g.K * g.L : NULL;                            \
@@ -164,6 +167,7 @@ static void valid_cols(const geom *g, int64_t j, int64_t *lo, int64_t *hi) {
         col2im_##d(&g, col, xg);                                                                              \
       }                                                                                                       \
     }                                                                                                         \
+    cpu_blas_end(team);                                                                                       \
     free(cols);                                                                                               \
     return LOOM_OK;                                                                                           \
   }                                                                                                           \
@@ -178,6 +182,7 @@ static void valid_cols(const geom *g, int64_t j, int64_t *lo, int64_t *hi) {
     /* per thread: a partial weight gradient (thread 0 writes gw itself) and a column buffer */              \
     CPU_T_##d *buf = malloc((size_t)(nth * (wsize + csize)) * sizeof *buf + 1);                               \
     if (!buf) return core_set_error(LOOM_ERR_OOM, "conv2d_backward_weight: out of host memory");             \
+    int team = cpu_blas_begin((double)g.Cog * g.L * g.K); /* sizes OpenBLAS's own team (N = 1) */             \
     /* The team may be smaller than asked (nested region, OMP_DYNAMIC, thread \
      * limit): split the batch by the team actually running, sum only those. */ \
     int used = 1;                                                                                             \
@@ -198,6 +203,7 @@ static void valid_cols(const geom *g, int64_t j, int64_t *lo, int64_t *hi) {
     }                                                                                                         \
     for (int t = 1; t < used; t++)                                                                            \
       for (int64_t e = 0; e < wsize; e++) gw[e] += buf[t * wsize + e];                                        \
+    cpu_blas_end(team);                                                                                       \
     free(buf);                                                                                                \
     return LOOM_OK;                                                                                           \
   }

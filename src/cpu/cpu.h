@@ -46,6 +46,17 @@ static inline int cpu_threads(void) {
 /* The threads (<= want, >= 1) a parallel region of BLAS calls may use: those
  * whose OpenBLAS buffers fit the address-space limit (src/cpu/blas_room.c). */
 int cpu_blas_threads(int want);
+/* Multiply-adds below which one GEMM or convolution runs on the calling
+ * thread alone: waking a sleeping worker (OMP_WAIT_POLICY=passive) costs about
+ * what it saves (a 2.2M-MAC sgemm took 50 us on one thread and on two, a 9.4M
+ * one 195 and 143 us; 2-core AVX-512 VM). Batch-1 inference stays on one thread. */
+#define CPU_GEMM_PARALLEL_MIN 4e6
+/* Sizes the team of the OpenBLAS calls that follow (OpenBLAS's OpenMP build
+ * reads omp_get_max_threads() at each call): 1 for work of fewer than
+ * CPU_GEMM_PARALLEL_MIN multiply-adds, else cpu_threads() (so OpenBLAS follows
+ * loom_set_num_threads too). Returns the previous setting for cpu_blas_end. */
+int cpu_blas_begin(double macs);
+void cpu_blas_end(int saved);
 /* Fails with LOOM_ERR_OOM, naming op, when the calling thread has made no BLAS
  * call yet and the address-space limit leaves no room for its buffer
  * (OpenBLAS would retry that allocation for ever). */

@@ -48,9 +48,11 @@ static loom_status check_args(const core_kctx *k) {
     if (cpu_blas_room("matmul")) return loom_last_status();                                          \
     const CPU_T_##d *pa = core_ptr(k->in[0]), *pb = core_ptr(k->in[1]);                              \
     int lda = (int)(a[0] ? M : K), ldb = (int)(a[1] ? K : N);                                        \
+    int team = cpu_blas_begin((double)M * N * K);                                                    \
     for (int64_t b = 0; b < B; b++)                                                                  \
       GEMM(CblasRowMajor, a[0] ? CblasTrans : CblasNoTrans, a[1] ? CblasTrans : CblasNoTrans,        \
            (int)M, (int)N, (int)K, 1, pa + b * sa, lda, pb + b * sb, ldb, 0, c + b * M * N, (int)N); \
+    cpu_blas_end(team);                                                                              \
     return LOOM_OK;                                                                                  \
   }
 MATMUL(f32, cblas_sgemm)

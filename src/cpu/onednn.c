@@ -374,7 +374,8 @@ bool cpu_onednn_conv(const core_kctx *k, loom_status *st) {
     *st = dnnl_error(core_ops[k->op].name, "dnnl_engine_create", engine_status, &g);
     return true;
   }
-  int nth = omp_in_parallel() ? 1 : cpu_threads();
+  double macs = (double)g.N * g.Co * g.Ho * g.Wo * g.Cg * g.kh * g.kw;
+  int nth = omp_in_parallel() || macs < CPU_GEMM_PARALLEL_MIN ? 1 : cpu_threads();
   if (nth > omp_get_thread_limit()) nth = omp_get_thread_limit();
   int64_t key[KEY_LEN] = {k->op, nth};
   memcpy(key + 2, &g, sizeof g);
