@@ -125,6 +125,32 @@ inline std::vector<OpCase> norm_cases() {
       },
       [=](HostIn h) { return norm_ref(h[0], &h[1], &h[2], &h[3], bn_map(xs), eps); }, false));
 
+  // eval-mode batch norm (running statistics) without gradients: one
+  // per-channel affine pass; affine and not, and a 2-d input [N, C]
+  cs.push_back(norm_case(
+      "channel_affine",
+      {data(xs), data(LOOM_SHAPE(4)), data(LOOM_SHAPE(4), 0.25, 2), data(LOOM_SHAPE(4)), data(LOOM_SHAPE(4)),
+       data(LOOM_SHAPE(6, 4))},
+      [](const Ctx &k) {
+        return Tensors{loom_batch_norm(k.in[0], k.in[1], k.in[2], k.in[3], k.in[4], false, 0.1, 1e-5),
+                       loom_batch_norm(k.in[0], k.in[1], k.in[2], nullptr, nullptr, false, 0.1, 1e-5),
+                       loom_batch_norm(k.in[5], k.in[1], k.in[2], k.in[3], k.in[4], false, 0.1, 1e-5)};
+      },
+      [=](HostIn h) {
+        auto ref = [&](const HT &x, bool affine) {
+          HT y = x;
+          int64_t C = x.s.d[1], S = (int64_t)x.v.size() / (x.s.d[0] * C);
+          for (size_t i = 0; i < y.v.size(); i++) {
+            size_t c = (size_t)((int64_t)i / S % C);
+            double v = (x.v[i] - h[1].v[c]) / std::sqrt(h[2].v[c] + eps);
+            y.v[i] = affine ? v * h[3].v[c] + h[4].v[c] : v;
+          }
+          return y;
+        };
+        return Refs{ref(h[0], true), ref(h[0], false), ref(h[5], true)};
+      },
+      false));
+
   // layer norm: over the last dim with affine, over the last two without,
   // and on a non-contiguous input
   cs.push_back(norm_case(

@@ -213,6 +213,30 @@ TEST(CpuFastPaths, GemmTeamSizingKeepsResultsAndTheCallersThreadCount) {
   omp_set_num_threads(saved_omp);
 }
 
+// Eval-mode batch / instance norm runs one fused per-channel pass when no
+// gradient is needed and the composed mul + add when one is: same values,
+// also for a non-contiguous input.
+TEST(CpuFastPaths, EvalNormFusedPassMatchesTheComposedOne) {
+  ScopeGuard scope;
+  std::mt19937 rng(9);
+  loom_tensor *x = T(randv(rng, 2 * 3 * 4 * 5), LOOM_SHAPE(2, 3, 4, 5));
+  loom_tensor *rm = T(randv(rng, 3), LOOM_SHAPE(3)), *rv = T(randv(rng, 3, 0.2, 2), LOOM_SHAPE(3));
+  loom_tensor *w = T(randv(rng, 3), LOOM_SHAPE(3)), *b = T(randv(rng, 3), LOOM_SHAPE(3));
+  loom_tensor *wg = T(V(w), LOOM_SHAPE(3));
+  ASSERT_EQ(loom_set_requires_grad(wg, true), 0);
+  for (loom_tensor *in : {x, loom_transpose(x, 2, 3)}) {
+    loom_tensor *fused = loom_batch_norm(in, rm, rv, w, b, false, 0.1, 1e-5);
+    loom_tensor *composed = loom_batch_norm(in, rm, rv, wg, b, false, 0.1, 1e-5);
+    ASSERT_NE(fused, nullptr) << loom_last_error();
+    ASSERT_NE(composed, nullptr) << loom_last_error();
+    EXPECT_TRUE(loom_requires_grad(composed));
+    EXPECT_LT(max_abs_diff(V(fused), V(composed)), 1e-6);
+    loom_tensor *inst = loom_instance_norm(in, rm, rv, w, b, false, 0.1, 1e-5);
+    ASSERT_NE(inst, nullptr) << loom_last_error();
+    EXPECT_LT(max_abs_diff(V(inst), V(fused)), 1e-6);
+  }
+}
+
 TEST(CpuFastPaths, ReluGradientIsOneKernelWithPyTorchsRule) {
   ScopeGuard scope;
   // PyTorch's threshold_backward: 0 where the output is <= 0, the gradient

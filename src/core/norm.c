@@ -141,7 +141,18 @@ static loom_tensor *norm_with_running(const loom_tensor *x, const loom_tensor *r
   if (w) scale = loom_mul(scale, w);
   loom_tensor *shift = loom_neg(loom_mul(mean, scale));
   if (b) shift = loom_add(shift, b);
-  loom_tensor *y = loom_keep(loom_add(loom_mul(x, loom_reshape(scale, cs)), loom_reshape(shift, cs)));
+  const loom_tensor *ops[3] = {x, scale, shift};
+  loom_tensor *y = NULL;
+  if (scale && shift && !core_grad_needed(3, ops)) { /* inference: one fused pass */
+    int64_t N = x->shape.d[0], C = x->shape.d[1], S = C > 0 && N > 0 ? core_numel(x) / (N * C) : 0;
+    loom_tensor *xc = loom_contiguous(x), *sc = loom_contiguous(scale), *sh = loom_contiguous(shift);
+    y = core_new(x->shape, x->dtype, x->storage->device);
+    core_kctx k = {CORE_OP_channel_affine, 3, 1, {xc, sc, sh}, {y}, {{N, C, S}, {0}}, NULL};
+    if (!xc || !sc || !sh || !y || core_launch(&k) != LOOM_OK) y = NULL;
+    loom_keep(y);
+  } else {
+    y = loom_keep(loom_add(loom_mul(x, loom_reshape(scale, cs)), loom_reshape(shift, cs)));
+  }
   loom_scope_end();
   return y;
 }

@@ -34,6 +34,21 @@ static loom_status check_fwd(const core_kctx *k, int64_t n, int64_t P, int64_t G
   return LOOM_OK;
 }
 
+/* channel_affine: in = (x [N, C, S], scale [C], shift [C]) -> y, one dtype, contiguous. */
+static loom_status check_affine(const core_kctx *k, int64_t N, int64_t C, int64_t S) {
+  const char *name = core_ops[k->op].name;
+  if (N < 0 || C < 0 || S < 0) return core_set_error(LOOM_ERR_INVALID, "%s: negative sizes", name);
+  if (core_numel(k->in[0]) != N * C * S) return bad_numel(k, "x", k->in[0], N * C * S);
+  if (core_numel(k->out[0]) != N * C * S) return bad_numel(k, "y", k->out[0], N * C * S);
+  if (core_numel(k->in[1]) != C) return bad_numel(k, "scale", k->in[1], C);
+  if (core_numel(k->in[2]) != C) return bad_numel(k, "shift", k->in[2], C);
+  for (int i = 1; i < 3; i++)
+    if (k->in[i]->dtype != k->in[0]->dtype || k->out[0]->dtype != k->in[0]->dtype)
+      return core_set_error(LOOM_ERR_INVALID, "%s: x, scale, shift and y must share one dtype", name);
+  if (cpu_need_contiguous(name, k->in, 3) || cpu_need_contiguous(name, k->out, 1)) return loom_last_status();
+  return LOOM_OK;
+}
+
 /* Backward: in = (dy, x, weight [P], stats [2, G]) -> (dx, dwb [2, P]). */
 static loom_status check_bwd(const core_kctx *k, int64_t n, int64_t P, int64_t G, loom_dtype sdt) {
   const char *name = core_ops[k->op].name;
@@ -94,4 +109,5 @@ void cpu_register_norm(void) {
   REG(layer_norm_backward)
   REG(group_norm)
   REG(group_norm_backward)
+  REG(channel_affine)
 }

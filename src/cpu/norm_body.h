@@ -73,6 +73,16 @@ static loom_status NX(batch_norm)(const core_kctx *k) {
   return LOOM_OK;
 }
 
+static loom_status NX(channel_affine)(const core_kctx *k) {
+  int64_t N = k->a.i[0], C = k->a.i[1], S = k->a.i[2];
+  if (check_affine(k, N, C, S)) return loom_last_status();
+  const NT *x = core_ptr(k->in[0]), *sc = core_ptr(k->in[1]), *sh = core_ptr(k->in[2]);
+  NT *y = core_ptr(k->out[0]);
+  _Pragma("omp parallel for num_threads(cpu_threads()) if (N * C * S > CPU_PARALLEL_MIN) schedule(static)")
+  for (int64_t r = 0; r < N * C; r++) NX(affine_run)(x + r * S, y + r * S, S, sc[r % C], sh[r % C]);
+  return LOOM_OK;
+}
+
 /* dx = a (g - mdy - (p - m) r mdyx) over n elements. */
 CPU_CLONES static void NX(bn_dx_run)(const NT *g, const NT *p, NT *q, int64_t n, NT a, NT mdy, NT m, NT rmdyx) {
   for (int64_t i = 0; i < n; i++) q[i] = a * (g[i] - mdy - (p[i] - m) * rmdyx);

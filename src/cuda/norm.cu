@@ -328,6 +328,36 @@ template <loom_dtype DT> loom_status group_norm_backward_kernel(const core_kctx 
   return CUDA_CHECK_LAUNCH("group_norm_backward");
 }
 
+template <loom_dtype DT, class A>
+__global__ void channel_affine_k(const typename dt<DT>::S *x, const typename dt<DT>::S *sc,
+                                 const typename dt<DT>::S *sh, typename dt<DT>::S *y, int64_t n, int64_t C,
+                                 int64_t S) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t c = i / S % C;
+    A v = (A)dt<DT>::load(x[i]) * (A)dt<DT>::load(sc[c]) + (A)dt<DT>::load(sh[c]);
+    y[i] = dt<DT>::store((typename dt<DT>::C)v);
+  }
+}
+
+template <loom_dtype DT> loom_status channel_affine_kernel(const core_kctx *k) {
+  using P = Ptrs<DT>;
+  const int64_t N = k->a.i[0], C = k->a.i[1], S = k->a.i[2], n = N * C * S;
+  bool ok = N >= 0 && C >= 0 && S >= 0 && core_numel(k->in[0]) == n && core_numel(k->out[0]) == n &&
+            core_numel(k->in[1]) == C && core_numel(k->in[2]) == C && k->out[0]->dtype == DT;
+  for (int i = 1; i < 3 && ok; i++) ok = k->in[i]->dtype == DT;
+  for (int i = 0; i < 3 && ok; i++) ok = core_is_contiguous(k->in[i]);
+  if (!ok || !core_is_contiguous(k->out[0]))
+    return core_set_error(LOOM_ERR_INVALID, "channel_affine: operands do not match x [%lld, %lld, %lld], scale and "
+                          "shift [%lld] (contiguous, %s)", (long long)N, (long long)C, (long long)S, (long long)C,
+                          loom_dtype_name(DT));
+  if (n == 0) return LOOM_OK;
+  if (loom_status st = cuda_set_device(kernel_device(k))) return st;
+  const int64_t blocks = (n + 255) / 256;
+  channel_affine_k<DT, Acc<DT>><<<(unsigned)(blocks < 65535 ? blocks : 65535), 256, 0, (cudaStream_t)k->stream>>>(
+      P::in(k, 0), P::in(k, 1), P::in(k, 2), P::out(k, 0), n, C, S);
+  return CUDA_CHECK_LAUNCH("channel_affine");
+}
+
 }  // namespace
 
 #define LOOM_NORM_REGISTER(OP)                                                  \
@@ -343,4 +373,5 @@ void cuda_register_norm(void) {
   LOOM_NORM_REGISTER(layer_norm_backward)
   LOOM_NORM_REGISTER(group_norm)
   LOOM_NORM_REGISTER(group_norm_backward)
+  LOOM_NORM_REGISTER(channel_affine)
 }
