@@ -35,27 +35,19 @@ LOG=$OUT/runs.log
 : > "$LOG"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
-loom_run() { # threads repeat
-  local o
-  o=$(OMP_NUM_THREADS=$1 "$PROG" --device cpu --limit 19200 --epochs 1 --log-every 1000 \
-      --checkpoint "$OUT/ckpt" 2>&1)
-  echo "== loom threads $1 repeat $2" >> "$LOG"
-  echo "$o" >> "$LOG"
-  local sps lat
-  sps=$(echo "$o" | sed -n 's/^training: .* \([0-9.]*\) samples\/s.*/\1/p')
+# run_one FRAMEWORK THREADS REPEAT COMMAND...: the run's output to runs.log, and its
+# training samples/s and mean single-image latency to results.txt.
+run_one() {
+  local fw=$1 t=$2 r=$3 o sps lat
+  shift 3
+  o=$(OMP_NUM_THREADS=$t "$@" 2>&1)
+  printf '== %s threads %s repeat %s\n%s\n' "$fw" "$t" "$r" "$o" >> "$LOG"
+  sps=$(echo "$o" | sed -n 's/^\(seed CNN \)\{0,1\}training: .* \([0-9.]*\) samples\/s.*/\2/p')
   lat=$(echo "$o" | sed -n 's/.*mean \([0-9.]*\) ms, p50.*/\1/p')
-  echo "loom $1 $2 ${sps:-nan} ${lat:-nan}" >> "$OUT/results.txt"
+  echo "$fw $t $r ${sps:-nan} ${lat:-nan}" >> "$OUT/results.txt"
 }
-torch_run() {
-  local o
-  o=$(OMP_NUM_THREADS=$1 "$PYTHON" tools/bench_seed_cnn_torch.py --steps 300 --warmup 20 --threads "$1" 2>&1)
-  echo "== torch threads $1 repeat $2" >> "$LOG"
-  echo "$o" >> "$LOG"
-  local sps lat
-  sps=$(echo "$o" | sed -n 's/.* \([0-9.]*\) samples\/s.*/\1/p')
-  lat=$(echo "$o" | sed -n 's/.*mean \([0-9.]*\) ms, p50.*/\1/p')
-  echo "torch $1 $2 ${sps:-nan} ${lat:-nan}" >> "$OUT/results.txt"
-}
+loom_run() { run_one loom "$1" "$2" "$PROG" --device cpu --limit 19200 --epochs 1 --log-every 1000 --checkpoint "$OUT/ckpt"; }
+torch_run() { run_one torch "$1" "$2" "$PYTHON" tools/bench_seed_cnn_torch.py --steps 300 --warmup 20 --threads "$1"; }
 
 : > "$OUT/results.txt"
 for t in $THREADS; do
