@@ -123,7 +123,7 @@ static void valid_cols(const geom *g, int64_t j, int64_t *lo, int64_t *hi) {
   }                                                                                                           \
   static loom_status conv2d_##d(const core_kctx *k) {                                                         \
     geom g;                                                                                                   \
-    if (get_geom(k, &g) || cpu_blas_room("conv2d")) return loom_last_status();                               \
+    if (get_geom(k, &g) || cpu_blas_room(core_ops[k->op].name)) return loom_last_status();                            \
     const CPU_T_##d *x = core_ptr(k->in[0]), *w = core_ptr(k->in[1]);                                         \
     CPU_T_##d *y = core_ptr(k->out[0]);                                                                       \
     int nth = g.N > 1 ? cpu_blas_threads(cpu_threads()) : 1;                                                                    \
@@ -147,7 +147,7 @@ static void valid_cols(const geom *g, int64_t j, int64_t *lo, int64_t *hi) {
   }                                                                                                           \
   static loom_status conv2d_bwd_input_##d(const core_kctx *k) {                                               \
     geom g;                                                                                                   \
-    if (get_geom(k, &g) || cpu_blas_room("conv2d")) return loom_last_status();                               \
+    if (get_geom(k, &g) || cpu_blas_room(core_ops[k->op].name)) return loom_last_status();                            \
     const CPU_T_##d *gy = core_ptr(k->in[0]), *w = core_ptr(k->in[1]);                                        \
     CPU_T_##d *gx = core_ptr(k->out[0]);                                                                      \
     int nth = g.N > 1 ? cpu_blas_threads(cpu_threads()) : 1;                                                                    \
@@ -173,7 +173,7 @@ static void valid_cols(const geom *g, int64_t j, int64_t *lo, int64_t *hi) {
   }                                                                                                           \
   static loom_status conv2d_bwd_weight_##d(const core_kctx *k) {                                              \
     geom g;                                                                                                   \
-    if (get_geom(k, &g) || cpu_blas_room("conv2d")) return loom_last_status();                               \
+    if (get_geom(k, &g) || cpu_blas_room(core_ops[k->op].name)) return loom_last_status();                            \
     const CPU_T_##d *gy = core_ptr(k->in[0]), *x = core_ptr(k->in[1]);                                        \
     CPU_T_##d *gw = core_ptr(k->out[0]);                                                                      \
     int nth = g.N > 1 ? cpu_blas_threads(cpu_threads()) : 1;                                                                    \
